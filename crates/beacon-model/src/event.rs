@@ -1,0 +1,192 @@
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+/// What happened. The pixel sends the five named kinds; anything else is kept
+/// as a custom event under its own name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A page view.
+    Visit,
+    /// A click on an element marked `data-track`.
+    Click,
+    /// Scroll depth reached.
+    Scroll,
+    /// The pixel's periodic "still here".
+    Heartbeat,
+    /// The page was closed or hidden for good.
+    SessionEnd,
+    /// Any other type, 1..=64 characters, no control characters.
+    Custom(String),
+}
+
+impl EventKind {
+    /// The name stored in the database and sent on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Visit => "visit",
+            Self::Click => "click",
+            Self::Scroll => "scroll",
+            Self::Heartbeat => "heartbeat",
+            Self::SessionEnd => "session_end",
+            Self::Custom(name) => name,
+        }
+    }
+
+    /// Maps a stored or received name to its kind (never fails: unknown
+    /// names are custom kinds).
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "visit" => Self::Visit,
+            "click" => Self::Click,
+            "scroll" => Self::Scroll,
+            "heartbeat" => Self::Heartbeat,
+            "session_end" => Self::SessionEnd,
+            other => Self::Custom(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A session token as the pixel makes it (`"1764496800000-k3j9x2"`):
+/// 1..=128 characters, none of them a control character.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    /// Checks the token; `max_chars` is [`crate::Limits::max_session_chars`].
+    pub fn parse(raw: String, max_chars: usize) -> Result<Self, String> {
+        let chars = raw.chars().count();
+        if chars == 0 {
+            return Err("session id is empty".into());
+        }
+        if chars > max_chars {
+            return Err(format!(
+                "session id has {chars} characters, the limit is {max_chars}"
+            ));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err("session id contains control characters".into());
+        }
+        Ok(Self(raw))
+    }
+
+    /// The token.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The public, idempotency-giving id of an event: a client-supplied UUID
+/// (stored in canonical lowercase form) or string of 1..=100 characters, or
+/// a server-assigned UUIDv7.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventId(String);
+
+impl EventId {
+    /// Checks a client-supplied id.
+    pub fn parse(raw: &str, max_chars: usize) -> Result<Self, String> {
+        if let Ok(uuid) = uuid::Uuid::try_parse(raw) {
+            return Ok(Self(uuid.hyphenated().to_string()));
+        }
+        let chars = raw.chars().count();
+        if chars == 0 {
+            return Err("id is empty".into());
+        }
+        if chars > max_chars {
+            return Err(format!(
+                "id has {chars} characters, the limit is {max_chars}"
+            ));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err("id contains control characters".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// A fresh time-ordered UUIDv7.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().hyphenated().to_string())
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A validated event, ready to store. Only [`crate::parse_track_body`] makes
+/// one, so holding it proves every limit of [`crate::Limits`] holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub(crate) id: EventId,
+    pub(crate) kind: EventKind,
+    pub(crate) session: SessionToken,
+    pub(crate) url: Option<String>,
+    pub(crate) referrer: Option<String>,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) data: Map<String, Value>,
+    pub(crate) data_json: String,
+    pub(crate) occurred_at: DateTime<Utc>,
+    pub(crate) received_at: DateTime<Utc>,
+}
+
+impl NewEvent {
+    /// Public id (client-supplied or generated).
+    pub fn id(&self) -> &EventId {
+        &self.id
+    }
+    /// Event type.
+    pub fn kind(&self) -> &EventKind {
+        &self.kind
+    }
+    /// Session the event belongs to.
+    pub fn session(&self) -> &SessionToken {
+        &self.session
+    }
+    /// Page url, at most 2048 bytes, no control characters.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+    /// Referrer, at most 2048 bytes (truncated), no control characters.
+    pub fn referrer(&self) -> Option<&str> {
+        self.referrer.as_deref()
+    }
+    /// User agent of the event, or of the request when the event had none.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent.as_deref()
+    }
+    /// The `data` object, cleaned of NUL and control characters.
+    pub fn data(&self) -> &Map<String, Value> {
+        &self.data
+    }
+    /// `data` serialized once (at most 16 KiB), as stored.
+    pub fn data_json(&self) -> &str {
+        &self.data_json
+    }
+    /// Event time: the client's timestamp when plausible, else `received_at`.
+    pub fn occurred_at(&self) -> DateTime<Utc> {
+        self.occurred_at
+    }
+    /// When the server received the event.
+    pub fn received_at(&self) -> DateTime<Utc> {
+        self.received_at
+    }
+    /// The click label (`data.label`) of a click, when it is a string.
+    pub fn label(&self) -> Option<&str> {
+        match self.kind {
+            EventKind::Click => self.data_str("label"),
+            _ => None,
+        }
+    }
+    /// A string field of `data` (e.g. `country` of a visit).
+    pub fn data_str(&self, key: &str) -> Option<&str> {
+        self.data.get(key).and_then(Value::as_str)
+    }
+}

@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod event;
+mod limits;
+mod parse;
+mod text;
+
+pub use error::{ModelError, Rejection};
+pub use event::{EventId, EventKind, NewEvent, SessionToken};
+pub use limits::Limits;
+pub use parse::{parse_track_body, ParsedBatch, RequestContext};
+pub use text::escape_for_log;

@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod read;
+mod rows;
+mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
+mod url;
+mod write;
+
+pub use error::StoreError;
+pub use rows::{SessionRow, StoredEvent};
+pub use store::{Backend, PoolOptions, Store};
+pub use url::DatabaseUrl;

@@ -1,0 +1,171 @@
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::{DatabaseUrl, StoreError};
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL, through bundled libpq.
+    Postgres,
+    /// SQLite, bundled.
+    Sqlite,
+}
+
+impl Backend {
+    /// Lowercase name, for logs and `/up`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Most open connections (SQLite in-memory databases always use 1).
+    pub max_size: u32,
+    /// How long a caller waits for a connection before the database counts
+    /// as unavailable.
+    pub connection_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 8,
+            connection_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+pub(crate) enum Pools {
+    Pg(Pool<ConnectionManager<PgConnection>>),
+    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+}
+
+/// A pooled connection to the configured database. Cheap to clone; every
+/// method blocks.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pools: std::sync::Arc<Pools>,
+}
+
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        // WAL lets readers run beside the writer; FULL makes a commit durable
+        // against power loss (the ack promise); busy_timeout turns lock
+        // contention into waiting rather than errors.
+        conn.batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl Store {
+    /// Opens a pool. Fails when the database cannot be reached within the
+    /// connection timeout.
+    pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<Self, StoreError> {
+        let pools = match url {
+            DatabaseUrl::Postgres(raw) => {
+                let raw = with_connect_timeout(raw, options.connection_timeout);
+                let pool = Pool::builder()
+                    .max_size(options.max_size.max(1))
+                    .min_idle(Some(1))
+                    .connection_timeout(options.connection_timeout)
+                    .build(ConnectionManager::<PgConnection>::new(raw))
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                Pools::Pg(pool)
+            }
+            DatabaseUrl::SqliteFile(_) | DatabaseUrl::SqliteMemory => {
+                let (target, size) = match url {
+                    DatabaseUrl::SqliteFile(path) => {
+                        (path.to_string_lossy().into_owned(), options.max_size.max(1))
+                    }
+                    // Every connection to ":memory:" is a database of its own,
+                    // so the pool holds exactly one.
+                    _ => (":memory:".to_owned(), 1),
+                };
+                let pool = Pool::builder()
+                    .max_size(size)
+                    .min_idle(Some(1))
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connection_timeout(options.connection_timeout)
+                    .connection_customizer(Box::new(SqlitePragmas))
+                    .build(ConnectionManager::<SqliteConnection>::new(target))
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                Pools::Sqlite(pool)
+            }
+        };
+        Ok(Self {
+            pools: std::sync::Arc::new(pools),
+        })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        match *self.pools {
+            Pools::Pg(_) => Backend::Postgres,
+            Pools::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Applies pending embedded migrations; returns the versions applied.
+    pub fn run_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let applied = match &*self.pools {
+            Pools::Pg(pool) => {
+                let mut conn = pool.get()?;
+                conn.run_pending_migrations(PG_MIGRATIONS)
+                    .map_err(|e| StoreError::Migration(e.to_string()))?
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
+            }
+            Pools::Sqlite(pool) => {
+                let mut conn = pool.get()?;
+                conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map_err(|e| StoreError::Migration(e.to_string()))?
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
+            }
+        };
+        Ok(applied)
+    }
+
+    /// Checks that the database answers a trivial query.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        match &*self.pools {
+            Pools::Pg(pool) => pool.get()?.batch_execute("SELECT 1")?,
+            Pools::Sqlite(pool) => pool.get()?.batch_execute("SELECT 1")?,
+        }
+        Ok(())
+    }
+}
+
+/// libpq waits for a TCP connect as long as the OS does unless told
+/// otherwise; bound it so an unreachable database fails fast.
+fn with_connect_timeout(url: &str, timeout: Duration) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_owned();
+    }
+    let secs = timeout.as_secs().max(1);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}connect_timeout={secs}")
+}

@@ -1,0 +1,302 @@
+//! The write path: one transaction per group of events.
+
+use std::collections::{BTreeMap, HashMap};
+
+use beacon_model::{EventKind, NewEvent};
+use diesel::connection::Connection;
+use diesel::pg::PgConnection;
+use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use diesel::sqlite::SqliteConnection;
+use diesel::{sql_query, QueryableByName, RunQueryDsl};
+
+use crate::store::Pools;
+use crate::{Store, StoreError, StoredEvent};
+
+/// SQLite's default limit is 32,766 bound variables per statement; events
+/// take 10 each, sessions 8.
+const SQLITE_ROWS_PER_STATEMENT: usize = 1000;
+
+/// What a batch says about one session: the upsert row.
+struct SessionAgg<'a> {
+    first_seen: i64,
+    last_seen: i64,
+    user_agent: Option<&'a str>,
+    referrer: Option<&'a str>,
+    entry_url: Option<&'a str>,
+    country: Option<&'a str>,
+    city: Option<&'a str>,
+    /// Event time of the visit that gave entry url, country and city.
+    first_visit: Option<i64>,
+}
+
+fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Sessions of the batch, deduplicated and sorted by token: sorted so that
+/// two writers upserting overlapping sessions lock rows in the same order
+/// and cannot deadlock; deduplicated because PostgreSQL refuses an upsert
+/// that touches one row twice.
+fn sessions_of(events: &[NewEvent]) -> BTreeMap<&str, SessionAgg<'_>> {
+    let mut sessions: BTreeMap<&str, SessionAgg<'_>> = BTreeMap::new();
+    for e in events {
+        let at = micros(e.occurred_at());
+        let agg = sessions
+            .entry(e.session().as_str())
+            .or_insert_with(|| SessionAgg {
+                first_seen: at,
+                last_seen: at,
+                user_agent: e.user_agent(),
+                referrer: e.referrer(),
+                entry_url: None,
+                country: None,
+                city: None,
+                first_visit: None,
+            });
+        if at < agg.first_seen {
+            agg.first_seen = at;
+            agg.user_agent = e.user_agent().or(agg.user_agent);
+            agg.referrer = e.referrer().or(agg.referrer);
+        }
+        agg.last_seen = agg.last_seen.max(at);
+        if *e.kind() == EventKind::Visit && agg.first_visit.is_none_or(|v| at < v) {
+            agg.first_visit = Some(at);
+            agg.entry_url = e.url();
+            agg.country = e.data_str("country");
+            agg.city = e.data_str("city");
+        }
+    }
+    sessions
+}
+
+#[derive(QueryableByName)]
+struct SessionId {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    token: String,
+}
+
+#[derive(QueryableByName)]
+struct InsertedEvent {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    session_id: i64,
+    #[diesel(sql_type = Text)]
+    public_id: String,
+}
+
+const PG_UPSERT_SESSIONS: &str = "\
+INSERT INTO sessions (token, user_agent, referrer, entry_url, country, city, first_seen, last_seen)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::bigint[], $8::bigint[])
+ON CONFLICT (token) DO UPDATE SET
+    first_seen = LEAST(sessions.first_seen, EXCLUDED.first_seen),
+    last_seen  = GREATEST(sessions.last_seen, EXCLUDED.last_seen),
+    user_agent = COALESCE(sessions.user_agent, EXCLUDED.user_agent),
+    referrer   = COALESCE(sessions.referrer, EXCLUDED.referrer),
+    entry_url  = COALESCE(sessions.entry_url, EXCLUDED.entry_url),
+    country    = COALESCE(sessions.country, EXCLUDED.country),
+    city       = COALESCE(sessions.city, EXCLUDED.city)
+RETURNING id, token";
+
+const PG_INSERT_EVENTS: &str = "\
+INSERT INTO events (public_id, session_id, kind, url, referrer, user_agent, label, metadata,
+                    occurred_at, received_at)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::bigint[], $10::bigint[])
+ON CONFLICT (session_id, public_id) DO NOTHING
+RETURNING id, session_id, public_id";
+
+const SQLITE_UPSERT_TAIL: &str = "
+ON CONFLICT (token) DO UPDATE SET
+    first_seen = MIN(sessions.first_seen, excluded.first_seen),
+    last_seen  = MAX(sessions.last_seen, excluded.last_seen),
+    user_agent = COALESCE(sessions.user_agent, excluded.user_agent),
+    referrer   = COALESCE(sessions.referrer, excluded.referrer),
+    entry_url  = COALESCE(sessions.entry_url, excluded.entry_url),
+    country    = COALESCE(sessions.country, excluded.country),
+    city       = COALESCE(sessions.city, excluded.city)
+RETURNING id, token";
+
+impl Store {
+    /// Stores a group of events in one transaction and returns the events
+    /// that were new (an event whose `(session, id)` is already stored is
+    /// skipped, which makes retries idempotent), in input order.
+    ///
+    /// Either everything is committed or nothing is.
+    pub fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, StoreError> {
+        if events.is_empty() {
+            return Ok(vec![]);
+        }
+        let sessions = sessions_of(events);
+        let (session_ids, inserted) = match &*self.pools {
+            Pools::Pg(pool) => {
+                let mut conn = pool.get()?;
+                conn.transaction(|conn| pg_insert(conn, &sessions, events))?
+            }
+            Pools::Sqlite(pool) => {
+                let mut conn = pool.get()?;
+                conn.immediate_transaction(|conn| sqlite_insert(conn, &sessions, events))?
+            }
+        };
+        Ok(stored_events(events, &session_ids, inserted))
+    }
+}
+
+type Inserted = (HashMap<String, i64>, Vec<InsertedEvent>);
+
+fn pg_insert(
+    conn: &mut PgConnection,
+    sessions: &BTreeMap<&str, SessionAgg<'_>>,
+    events: &[NewEvent],
+) -> Result<Inserted, diesel::result::Error> {
+    let rows: Vec<SessionId> = sql_query(PG_UPSERT_SESSIONS)
+        .bind::<Array<Text>, _>(sessions.keys().copied().collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(
+            sessions.values().map(|s| s.user_agent).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(sessions.values().map(|s| s.referrer).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(
+            sessions.values().map(|s| s.entry_url).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(sessions.values().map(|s| s.country).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(sessions.values().map(|s| s.city).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(sessions.values().map(|s| s.first_seen).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(sessions.values().map(|s| s.last_seen).collect::<Vec<_>>())
+        .load(conn)?;
+    let ids: HashMap<String, i64> = rows.into_iter().map(|r| (r.token, r.id)).collect();
+    let session_of = |e: &NewEvent| ids.get(e.session().as_str()).copied().unwrap_or_default();
+
+    let inserted: Vec<InsertedEvent> = sql_query(PG_INSERT_EVENTS)
+        .bind::<Array<Text>, _>(events.iter().map(|e| e.id().as_str()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(events.iter().map(session_of).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(events.iter().map(|e| e.kind().as_str()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(events.iter().map(NewEvent::url).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(events.iter().map(NewEvent::referrer).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(
+            events.iter().map(NewEvent::user_agent).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(events.iter().map(NewEvent::label).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(events.iter().map(NewEvent::data_json).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(
+            events
+                .iter()
+                .map(|e| micros(e.occurred_at()))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<BigInt>, _>(
+            events
+                .iter()
+                .map(|e| micros(e.received_at()))
+                .collect::<Vec<_>>(),
+        )
+        .load(conn)?;
+    Ok((ids, inserted))
+}
+
+fn sqlite_insert(
+    conn: &mut SqliteConnection,
+    sessions: &BTreeMap<&str, SessionAgg<'_>>,
+    events: &[NewEvent],
+) -> Result<Inserted, diesel::result::Error> {
+    let sessions: Vec<(&&str, &SessionAgg<'_>)> = sessions.iter().collect();
+    let mut ids = HashMap::with_capacity(sessions.len());
+    for chunk in sessions.chunks(SQLITE_ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO sessions (token, user_agent, referrer, entry_url, country, city, \
+             first_seen, last_seen) VALUES ",
+        );
+        push_placeholders(&mut sql, chunk.len(), 8);
+        sql.push_str(SQLITE_UPSERT_TAIL);
+        let mut query = sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+        for (token, s) in chunk {
+            query = query
+                .bind::<Text, _>(**token)
+                .bind::<Nullable<Text>, _>(s.user_agent)
+                .bind::<Nullable<Text>, _>(s.referrer)
+                .bind::<Nullable<Text>, _>(s.entry_url)
+                .bind::<Nullable<Text>, _>(s.country)
+                .bind::<Nullable<Text>, _>(s.city)
+                .bind::<BigInt, _>(s.first_seen)
+                .bind::<BigInt, _>(s.last_seen);
+        }
+        let rows: Vec<SessionId> = query.load(conn)?;
+        ids.extend(rows.into_iter().map(|r| (r.token, r.id)));
+    }
+
+    let mut inserted = Vec::with_capacity(events.len());
+    for chunk in events.chunks(SQLITE_ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO events (public_id, session_id, kind, url, referrer, user_agent, label, \
+             metadata, occurred_at, received_at) VALUES ",
+        );
+        push_placeholders(&mut sql, chunk.len(), 10);
+        sql.push_str(
+            " ON CONFLICT (session_id, public_id) DO NOTHING RETURNING id, session_id, public_id",
+        );
+        let mut query = sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+        for e in chunk {
+            query = query
+                .bind::<Text, _>(e.id().as_str())
+                .bind::<BigInt, _>(ids.get(e.session().as_str()).copied().unwrap_or_default())
+                .bind::<Text, _>(e.kind().as_str())
+                .bind::<Nullable<Text>, _>(e.url())
+                .bind::<Nullable<Text>, _>(e.referrer())
+                .bind::<Nullable<Text>, _>(e.user_agent())
+                .bind::<Nullable<Text>, _>(e.label())
+                .bind::<Text, _>(e.data_json())
+                .bind::<BigInt, _>(micros(e.occurred_at()))
+                .bind::<BigInt, _>(micros(e.received_at()));
+        }
+        inserted.extend(query.load::<InsertedEvent>(conn)?);
+    }
+    Ok((ids, inserted))
+}
+
+fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&row);
+    }
+}
+
+/// Joins what the database returned with the input, in input order.
+fn stored_events(
+    events: &[NewEvent],
+    session_ids: &HashMap<String, i64>,
+    inserted: Vec<InsertedEvent>,
+) -> Vec<StoredEvent> {
+    let mut new_ids: HashMap<(i64, String), i64> = inserted
+        .into_iter()
+        .map(|r| ((r.session_id, r.public_id), r.id))
+        .collect();
+    let mut out = Vec::with_capacity(new_ids.len());
+    for e in events {
+        let session_id = session_ids
+            .get(e.session().as_str())
+            .copied()
+            .unwrap_or_default();
+        // `remove`, so a duplicate within the batch maps to the one row.
+        if let Some(id) = new_ids.remove(&(session_id, e.id().as_str().to_owned())) {
+            out.push(StoredEvent {
+                id,
+                public_id: e.id().as_str().to_owned(),
+                session_token: e.session().as_str().to_owned(),
+                kind: e.kind().as_str().to_owned(),
+                url: e.url().map(str::to_owned),
+                referrer: e.referrer().map(str::to_owned),
+                user_agent: e.user_agent().map(str::to_owned),
+                label: e.label().map(str::to_owned),
+                metadata: e.data_json().to_owned(),
+                occurred_at_us: micros(e.occurred_at()),
+                received_at_us: micros(e.received_at()),
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,239 @@
+//! One storage suite, run on SQLite always and on PostgreSQL whenever
+//! `TEST_DATABASE_URL` is set. Each test gets a fresh database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use beacon_model::{parse_track_body, Limits, NewEvent, RequestContext};
+use beacon_store::testing::TestDatabase;
+use beacon_store::{PoolOptions, Store};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+const PIXEL: &str = include_str!("../../../tests/fixtures/batch-pixel.json");
+
+fn received() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 10).unwrap()
+}
+
+fn events(body: &str) -> Vec<NewEvent> {
+    let ctx = RequestContext {
+        received_at: received(),
+        user_agent: Some("header/1"),
+    };
+    let parsed = parse_track_body(body.as_bytes(), &ctx, &Limits::default()).unwrap();
+    assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
+    parsed.events
+}
+
+fn open(db: &TestDatabase) -> Store {
+    let store = Store::connect(&db.url, &PoolOptions::default()).unwrap();
+    store.run_migrations().unwrap();
+    store
+}
+
+/// Declares each suite function as a SQLite test and a PostgreSQL test.
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { let db = beacon_store::testing::TestDatabase::sqlite(); super::$name(&super::open(&db)); })*
+        }
+        mod postgres {
+            $(#[test] fn $name() {
+                if let Some(db) = beacon_store::testing::TestDatabase::postgres() { super::$name(&super::open(&db)); }
+            })*
+        }
+    };
+}
+
+suite!(
+    pixel_batch_round_trips_field_by_field,
+    retried_batch_is_stored_once,
+    duplicate_id_within_a_batch_is_stored_once,
+    sessions_merge_across_batches,
+    large_batches_are_chunked_and_complete,
+    concurrent_writers_on_shared_sessions_do_not_deadlock,
+    unusual_text_round_trips,
+    recent_and_since_queries_order_correctly,
+    migrations_are_idempotent,
+);
+
+fn pixel_batch_round_trips_field_by_field(store: &Store) {
+    let input = events(PIXEL);
+    let stored = store.insert_batch(&input).unwrap();
+    assert_eq!(stored.len(), 4);
+    let back = store.session_events("1764496800000-k3j9x2").unwrap();
+    assert_eq!(back, stored, "what insert returns is what a read returns");
+    for (e, row) in input.iter().zip(&back) {
+        assert_eq!(row.public_id, e.id().as_str());
+        assert_eq!(row.kind, e.kind().as_str());
+        assert_eq!(row.url.as_deref(), e.url());
+        assert_eq!(row.referrer.as_deref(), e.referrer());
+        assert_eq!(row.user_agent.as_deref(), e.user_agent());
+        assert_eq!(row.label.as_deref(), e.label());
+        let meta: serde_json::Value = serde_json::from_str(&row.metadata).unwrap();
+        assert_eq!(meta, serde_json::Value::Object(e.data().clone()));
+        assert_eq!(row.occurred_at(), e.occurred_at());
+        assert_eq!(row.received_at(), received());
+    }
+    assert_eq!(back[1].label.as_deref(), Some("Projects"));
+    let session = store.session("1764496800000-k3j9x2").unwrap().unwrap();
+    assert_eq!(session.country.as_deref(), Some("Germany"));
+    assert_eq!(session.city.as_deref(), Some("Berlin"));
+    assert_eq!(session.referrer.as_deref(), Some("https://www.google.com/"));
+    assert_eq!(
+        session.entry_url.as_deref(),
+        Some("https://portfolio.example/")
+    );
+    assert_eq!(session.first_seen(), input[0].occurred_at());
+    assert_eq!(session.last_seen(), input[3].occurred_at());
+    assert!(store.session("nope").unwrap().is_none());
+}
+
+fn retried_batch_is_stored_once(store: &Store) {
+    let body = r#"{"batch":[{"type":"visit","sessionId":"s1","id":"e1"},
+                            {"type":"click","sessionId":"s1","id":"e2"}]}"#;
+    assert_eq!(store.insert_batch(&events(body)).unwrap().len(), 2);
+    assert_eq!(
+        store.insert_batch(&events(body)).unwrap().len(),
+        0,
+        "retry adds nothing"
+    );
+    assert_eq!(store.count_events().unwrap(), 2);
+    // The same id in another session is another event.
+    let other = r#"{"type":"visit","sessionId":"s2","id":"e1"}"#;
+    assert_eq!(store.insert_batch(&events(other)).unwrap().len(), 1);
+    assert_eq!(store.count_events().unwrap(), 3);
+}
+
+fn duplicate_id_within_a_batch_is_stored_once(store: &Store) {
+    let body = r#"{"batch":[{"type":"visit","sessionId":"s","id":"same"},
+                            {"type":"visit","sessionId":"s","id":"same"}]}"#;
+    let stored = store.insert_batch(&events(body)).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(store.count_events().unwrap(), 1);
+}
+
+fn sessions_merge_across_batches(store: &Store) {
+    let later = r#"{"type":"heartbeat","sessionId":"m","timestamp":"2026-11-30T10:00:05Z",
+                    "referrer":"https://late.example/","userAgent":"late"}"#;
+    let earlier = r#"{"type":"visit","sessionId":"m","timestamp":"2026-11-30T10:00:01Z",
+                      "url":"https://site/","data":{"country":"France","city":"Paris"}}"#;
+    store.insert_batch(&events(later)).unwrap();
+    store.insert_batch(&events(earlier)).unwrap();
+    let s = store.session("m").unwrap().unwrap();
+    assert_eq!(
+        s.first_seen(),
+        Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 1).unwrap()
+    );
+    assert_eq!(
+        s.last_seen(),
+        Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 5).unwrap()
+    );
+    assert_eq!(
+        s.country.as_deref(),
+        Some("France"),
+        "country fills in later"
+    );
+    assert_eq!(s.entry_url.as_deref(), Some("https://site/"));
+    assert_eq!(
+        s.user_agent.as_deref(),
+        Some("late"),
+        "first stored UA is kept"
+    );
+}
+
+fn large_batches_are_chunked_and_complete(store: &Store) {
+    let mut all = Vec::new();
+    for i in 0..5 {
+        let batch: Vec<String> = (0..500)
+            .map(|j| {
+                format!(
+                    r#"{{"type":"click","sessionId":"s{}","data":{{"label":"L{j}"}}}}"#,
+                    (i * 500 + j) % 1300
+                )
+            })
+            .collect();
+        all.extend(events(&format!("{{\"batch\":[{}]}}", batch.join(","))));
+    }
+    assert_eq!(all.len(), 2500);
+    let stored = store.insert_batch(&all).unwrap();
+    assert_eq!(stored.len(), 2500);
+    assert_eq!(store.count_events().unwrap(), 2500);
+    let ids: std::collections::HashSet<i64> = stored.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 2500, "every stored event has its own id");
+}
+
+fn concurrent_writers_on_shared_sessions_do_not_deadlock(store: &Store) {
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for round in 0..20 {
+                    // Each writer touches the same sessions in its own order.
+                    let mut batch: Vec<String> = (0..10)
+                        .map(|k| format!(r#"{{"type":"heartbeat","sessionId":"shared-{k}","id":"{t}-{round}-{k}"}}"#))
+                        .collect();
+                    if t % 2 == 1 {
+                        batch.reverse();
+                    }
+                    let body = format!("{{\"batch\":[{}]}}", batch.join(","));
+                    store.insert_batch(&events(&body)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(store.count_events().unwrap(), 4 * 20 * 10);
+}
+
+fn unusual_text_round_trips(store: &Store) {
+    let body = r#"{"type":"click","sessionId":"ü-😀-'\"; DROP TABLE events;--","url":"https://x/?q='\"%00",
+                   "data":{"label":"naïve 😀 \u0000 text","nested":{"a":[1,2.5,true,null]}}}"#;
+    let input = events(body);
+    store.insert_batch(&input).unwrap();
+    let back = store.session_events(input[0].session().as_str()).unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].label.as_deref(), Some("naïve 😀  text"));
+    assert_eq!(back[0].url.as_deref(), Some("https://x/?q='\"%00"));
+    assert_eq!(store.count_events().unwrap(), 1);
+}
+
+fn recent_and_since_queries_order_correctly(store: &Store) {
+    let batch: Vec<String> = (0..30)
+        .map(|i| {
+            format!(
+                r#"{{"type":"visit","sessionId":"r{}","timestamp":"2026-11-30T09:{:02}:00Z"}}"#,
+                i % 3,
+                59 - i
+            )
+        })
+        .collect();
+    store
+        .insert_batch(&events(&format!("{{\"batch\":[{}]}}", batch.join(","))))
+        .unwrap();
+    let recent = store.recent_events(25).unwrap();
+    assert_eq!(recent.len(), 25);
+    assert!(recent
+        .windows(2)
+        .all(|w| w[0].occurred_at_us >= w[1].occurred_at_us));
+    assert_eq!(
+        recent[0].occurred_at(),
+        Utc.with_ymd_and_hms(2026, 11, 30, 9, 59, 0).unwrap()
+    );
+    let since = store
+        .events_since(received() - Duration::minutes(11), 1000)
+        .unwrap();
+    assert_eq!(since.len(), 10, "09:50..=09:59");
+    assert!(since
+        .windows(2)
+        .all(|w| w[0].occurred_at_us <= w[1].occurred_at_us));
+}
+
+fn migrations_are_idempotent(store: &Store) {
+    assert!(
+        store.run_migrations().unwrap().is_empty(),
+        "nothing left to apply"
+    );
+    store.ping().unwrap();
+}
