@@ -1,0 +1,203 @@
+//! The one typed configuration, from flags with environment fallbacks.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use beacon_store::DatabaseUrl;
+use clap::{Args, Parser, Subcommand};
+
+/// Beacon: self-hostable, real-time web analytics.
+///
+/// Every setting is a flag with an environment-variable fallback; flags win.
+#[derive(Debug, Parser)]
+#[command(name = "beacon", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings shared by every command.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+/// Every setting of the server.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address and port to listen on.
+    #[arg(
+        long,
+        env = "BEACON_BIND",
+        default_value = "127.0.0.1:4000",
+        global = true
+    )]
+    pub bind: SocketAddr,
+
+    /// Database: postgres://USER[:PASSWORD]@HOST[:PORT]/DB, postgresql://…,
+    /// sqlite://PATH (created if missing) or sqlite::memory:.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://beacon.db",
+        value_parser = parse_database_url,
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: DatabaseUrl,
+
+    /// Most open database connections (writers and readers share them).
+    #[arg(long, env = "BEACON_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=512), global = true)]
+    pub pool_size: u32,
+
+    /// How long to wait for a database connection before answering 503, e.g.
+    /// `3s` or `500ms`.
+    #[arg(long, env = "BEACON_DB_TIMEOUT", default_value = "3s", value_parser = parse_duration, global = true)]
+    pub db_timeout: Duration,
+
+    /// Most events committed in one transaction (group commit). A request is
+    /// never split, so 1 means one commit per request.
+    #[arg(long, env = "BEACON_BATCH_MAX", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub batch_max: u32,
+
+    /// Most events waiting for a commit; beyond it /track answers 503 with
+    /// Retry-After instead of queueing without bound.
+    #[arg(long, env = "BEACON_QUEUE_MAX", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub queue_max: u32,
+
+    /// Writer threads committing batches (PostgreSQL; SQLite always uses 1).
+    #[arg(long, env = "BEACON_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
+    pub writers: u32,
+
+    /// How long a /track request waits for its commit before answering 503.
+    #[arg(long, env = "BEACON_ACK_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub ack_timeout: Duration,
+
+    /// HTTP worker threads; 0 means one per CPU core.
+    #[arg(long, env = "BEACON_HTTP_WORKERS", default_value_t = 0, global = true)]
+    pub http_workers: usize,
+
+    /// Origins allowed to post to /track (comma-separated). Unset: any
+    /// origin, without credentials (ingestion is public).
+    #[arg(
+        long,
+        env = "BEACON_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Origins allowed to read the dashboard endpoints (/stream, …)
+    /// (comma-separated). Unset: any origin.
+    #[arg(
+        long,
+        env = "BEACON_DASHBOARD_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub dashboard_origins: Vec<String>,
+
+    /// Time between two live snapshots on /stream, e.g. `5s` or `500ms`.
+    #[arg(long, env = "BEACON_STREAM_INTERVAL", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub stream_interval: Duration,
+
+    /// Most concurrent /stream clients; beyond it /stream answers 503.
+    #[arg(
+        long,
+        env = "BEACON_STREAM_MAX",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub stream_max: usize,
+
+    /// Do not apply pending migrations at start (run `beacon migrate`).
+    #[arg(long, env = "BEACON_NO_MIGRATE", global = true)]
+    pub no_migrate: bool,
+}
+
+impl Config {
+    /// The defaults, as `beacon` with no flags and no environment would use,
+    /// but on the given database (handy for tests and embedding).
+    pub fn with_database(database_url: DatabaseUrl) -> Self {
+        let mut cli = Cli::parse_from(["beacon"]);
+        cli.config.database_url = database_url;
+        cli.config
+    }
+}
+
+fn parse_database_url(raw: &str) -> Result<DatabaseUrl, String> {
+    DatabaseUrl::parse(raw).map_err(|e| e.to_string())
+}
+
+/// `250ms`, `5s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => raw.split_at(i),
+        None => (raw, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {raw:?} (try 5s or 500ms)"))?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        other => return Err(format!("unknown duration unit {other:?} (use ms, s or m)")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("duration {raw:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        for bad in ["", "0s", "-1s", "5h", "fast"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let cli = Cli::try_parse_from(["beacon"]).unwrap();
+        assert!(cli.command.is_none());
+        let c = cli.config;
+        assert_eq!(c.bind.to_string(), "127.0.0.1:4000");
+        assert_eq!(c.database_url.masked(), "sqlite://beacon.db");
+        assert_eq!(c.stream_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn flags_work_after_the_subcommand_too() {
+        let cli = Cli::try_parse_from([
+            "beacon",
+            "serve",
+            "--bind",
+            "0.0.0.0:9000",
+            "--batch-max",
+            "1",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Some(Command::Serve)));
+        assert_eq!(cli.config.bind.port(), 9000);
+        assert_eq!(cli.config.batch_max, 1);
+        assert!(Cli::try_parse_from(["beacon", "--database-url", "mysql://x"]).is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! The one HTTP error type: every failure is mapped to a status, a stable
+//! `error` code and a message here, and logged here when it is the server's
+//! fault.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use beacon_model::{ModelError, Rejection};
+use beacon_store::StoreError;
+use serde::Serialize;
+
+/// Everything an endpoint can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body was refused as a whole.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The body is larger than the limit.
+    #[error("body is larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body could not be read (the client broke off, or timed out).
+    #[error("body could not be read: {0}")]
+    BodyRead(String),
+    /// A `Content-Encoding` other than identity.
+    #[error("Content-Encoding {0:?} is not supported; send the body uncompressed")]
+    UnsupportedEncoding(String),
+    /// The ingest queue is full.
+    #[error("ingest queue is full, retry later")]
+    Overloaded,
+    /// The commit did not complete within the acknowledgement timeout.
+    #[error("the database did not confirm the write in time, retry later")]
+    AckTimeout,
+    /// The server is shutting down.
+    #[error("server is shutting down, retry later")]
+    ShuttingDown,
+    /// A storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Too many open streams.
+    #[error("too many open streams, retry later")]
+    TooManyStreams,
+    /// No such route.
+    #[error("no such endpoint")]
+    NotFound,
+    /// The route exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<&'a [Rejection]>,
+}
+
+impl ApiError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Model(e) => e.code(),
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyRead(_) => "invalid_body",
+            Self::UnsupportedEncoding(_) => "unsupported_encoding",
+            Self::Overloaded => "overloaded",
+            Self::AckTimeout => "commit_timeout",
+            Self::ShuttingDown => "shutting_down",
+            Self::Store(e) if e.is_unavailable() => "database_unavailable",
+            Self::Store(_) => "internal_error",
+            Self::TooManyStreams => "too_many_streams",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for 503s.
+    fn retry_after(&self) -> Option<u32> {
+        match self {
+            Self::Overloaded | Self::TooManyStreams => Some(1),
+            Self::AckTimeout | Self::ShuttingDown => Some(5),
+            Self::Store(e) if e.is_unavailable() => Some(5),
+            _ => None,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Model(ModelError::TooManyEvents { .. }) | Self::BodyTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::Model(_) | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Overloaded | Self::AckTimeout | Self::ShuttingDown | Self::TooManyStreams => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        // Logged once, here. Client errors are the client's business and are
+        // not logged (they would let anyone fill the log); messages never
+        // carry payloads.
+        match self {
+            Self::Store(e) if !e.is_unavailable() => log::error!("storage failure: {e}"),
+            Self::Store(e) => log::warn!("answering 503: {e}"),
+            Self::AckTimeout => log::warn!("answering 503: commit not confirmed in time"),
+            _ => {}
+        }
+        let message = match self {
+            // Internal details stay in the log.
+            Self::Store(e) if !e.is_unavailable() => "internal storage error".to_owned(),
+            other => other.to_string(),
+        };
+        let rejected = match self {
+            Self::Model(ModelError::NoValidEvents { rejected }) => Some(rejected.as_slice()),
+            _ => None,
+        };
+        let mut response = HttpResponse::build(status);
+        if let Some(secs) = self.retry_after() {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if matches!(self, Self::MethodNotAllowed) {
+            response.insert_header((header::ALLOW, "POST, OPTIONS"));
+        }
+        response.json(ErrorBody {
+            error: self.code(),
+            message,
+            rejected,
+        })
+    }
+}

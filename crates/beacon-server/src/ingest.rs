@@ -1,0 +1,211 @@
+//! The ingest pipeline: a bounded queue in front of writer threads that
+//! commit whatever is waiting in one transaction (group commit), then
+//! acknowledge every request of that transaction.
+//!
+//! A request is answered 200 only after the transaction holding its events
+//! committed. Many requests share one commit, so durability does not cost
+//! throughput: while one writer commits, requests pile up, and the next
+//! writer takes them all.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use beacon_model::NewEvent;
+use beacon_store::{Store, StoreError, StoredEvent};
+use tokio::sync::oneshot;
+
+use crate::error::ApiError;
+
+/// Called with the events of each committed transaction that were new (not
+/// duplicates), in commit order. It runs on a writer thread: keep it short.
+pub type CommitSink = Arc<dyn Fn(&[StoredEvent]) + Send + Sync>;
+
+/// Pipeline settings.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Most events in one transaction (a request is never split).
+    pub batch_max: usize,
+    /// Most events waiting for a commit.
+    pub queue_max: usize,
+    /// Writer threads.
+    pub writers: usize,
+    /// How long a request waits for its commit.
+    pub ack_timeout: Duration,
+}
+
+struct Job {
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Handle to submit events; cheap to clone. When every handle is dropped the
+/// writers commit what is queued and stop.
+#[derive(Clone)]
+pub struct Ingestor {
+    tx: Sender<Job>,
+    queued: Arc<AtomicUsize>,
+    queue_max: usize,
+    ack_timeout: Duration,
+}
+
+/// The writer threads, to be joined at shutdown.
+pub struct Writers {
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Writers {
+    /// Waits until every writer has committed the queue and stopped (which
+    /// happens once every [`Ingestor`] handle is dropped).
+    pub fn join(self) {
+        for handle in self.handles {
+            if handle.join().is_err() {
+                log::error!("an ingest writer thread panicked");
+            }
+        }
+    }
+}
+
+/// Starts the writers.
+pub fn start(store: Store, options: &IngestOptions, sink: CommitSink) -> (Ingestor, Writers) {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Arc::new(Mutex::new(rx));
+    let queued = Arc::new(AtomicUsize::new(0));
+    let handles = (0..options.writers.max(1))
+        .map(|i| {
+            let rx = Arc::clone(&rx);
+            let store = store.clone();
+            let sink = Arc::clone(&sink);
+            let queued = Arc::clone(&queued);
+            let batch_max = options.batch_max.max(1);
+            std::thread::Builder::new()
+                .name(format!("beacon-writer-{i}"))
+                .spawn(move || writer_loop(&rx, &store, &*sink, &queued, batch_max))
+        })
+        .filter_map(|spawned| match spawned {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                log::error!("cannot start an ingest writer thread: {e}");
+                None
+            }
+        })
+        .collect();
+    (
+        Ingestor {
+            tx,
+            queued,
+            queue_max: options.queue_max,
+            ack_timeout: options.ack_timeout,
+        },
+        Writers { handles },
+    )
+}
+
+impl Ingestor {
+    /// Queues the events and waits until they are committed.
+    ///
+    /// Errors: [`ApiError::Overloaded`] at once when the queue is full;
+    /// [`ApiError::Store`] when the commit failed; [`ApiError::AckTimeout`]
+    /// when no answer came in time (the events may still commit later).
+    pub async fn submit(&self, events: Vec<NewEvent>) -> Result<(), ApiError> {
+        let n = events.len();
+        let before = self.queued.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.queue_max {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return Err(ApiError::Overloaded);
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Job { events, reply }).is_err() {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return Err(ApiError::ShuttingDown);
+        }
+        match tokio::time::timeout(self.ack_timeout, answer).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(ApiError::Store(e)),
+            Ok(Err(_)) => Err(ApiError::ShuttingDown),
+            Err(_) => Err(ApiError::AckTimeout),
+        }
+    }
+
+    /// Events waiting for a commit right now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+}
+
+fn writer_loop(
+    rx: &Mutex<Receiver<Job>>,
+    store: &Store,
+    sink: &(dyn Fn(&[StoredEvent]) + Send + Sync),
+    queued: &AtomicUsize,
+    batch_max: usize,
+) {
+    loop {
+        let jobs = {
+            let Ok(rx) = rx.lock() else { return };
+            // Blocks until work arrives; fails only once every sender is gone
+            // and the queue is empty: then the writer's work is done.
+            let Ok(first) = rx.recv() else { return };
+            let mut count = first.events.len();
+            let mut jobs = vec![first];
+            while count < batch_max {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        count += job.events.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            jobs
+        };
+        let count: usize = jobs.iter().map(|j| j.events.len()).sum();
+        commit(store, sink, jobs);
+        queued.fetch_sub(count, Ordering::AcqRel);
+    }
+}
+
+/// Commits a group; on a failure that is not the database being away,
+/// retries each request alone so one request's problem cannot fail the
+/// others of its group.
+fn commit(store: &Store, sink: &(dyn Fn(&[StoredEvent]) + Send + Sync), jobs: Vec<Job>) {
+    let result = if jobs.len() == 1 {
+        store.insert_batch(&jobs[0].events)
+    } else {
+        let all: Vec<NewEvent> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
+        store.insert_batch(&all)
+    };
+    match result {
+        Ok(stored) => {
+            sink(&stored);
+            for job in jobs {
+                // The client may have gone away; its events are committed
+                // all the same.
+                let _ = job.reply.send(Ok(()));
+            }
+        }
+        Err(e) if e.is_unavailable() || jobs.len() == 1 => {
+            let message = e.to_string();
+            let mut jobs = jobs.into_iter();
+            if let Some(first) = jobs.next() {
+                let _ = first.reply.send(Err(e));
+            }
+            for job in jobs {
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::Unavailable(message.clone())));
+            }
+        }
+        Err(e) => {
+            log::warn!(
+                "a group of {} requests failed to commit ({e}); retrying them one by one",
+                jobs.len()
+            );
+            for job in jobs {
+                commit(store, sink, vec![job]);
+            }
+        }
+    }
+}

@@ -1,0 +1,42 @@
+#![doc = include_str!("../README.md")]
+
+mod app;
+pub mod config;
+mod error;
+pub mod ingest;
+pub mod routes;
+mod state;
+
+pub use app::{open_store, Application, StartError};
+pub use config::{Cli, Command, Config};
+pub use error::ApiError;
+pub use state::AppState;
+
+/// Runs a command of the `beacon` binary to completion.
+pub fn run(cli: Cli) -> RunResult {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => {
+            let store = open_store(&cli.config, false)?;
+            let applied = store.run_migrations()?;
+            log::info!(
+                "{} migration(s) applied on {}{}",
+                applied.len(),
+                cli.config.database_url.masked(),
+                if applied.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", applied.join(", "))
+                }
+            );
+            Ok(())
+        }
+        Command::Serve => actix_web::rt::System::new().block_on(async move {
+            let app = Application::build(cli.config).await?;
+            app.run_until_stopped().await?;
+            Ok(())
+        }),
+    }
+}
+
+/// How a command of the `beacon` binary ended: whatever stopped it.
+pub type RunResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
