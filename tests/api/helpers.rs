@@ -1,0 +1,182 @@
+//! `spawn_app()` and typed helpers: the real application on port 0 with a
+//! fresh database, talked to over HTTP.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use beacon_server::{Application, Config};
+use beacon_store::testing::TestDatabase;
+use beacon_store::{PoolOptions, Store, StoredEvent};
+use serde_json::Value;
+
+pub const PIXEL: &str = include_str!("../fixtures/batch-pixel.json");
+pub const HEARTBEAT: &str = include_str!("../fixtures/batch-heartbeat.json");
+pub const SESSION_END: &str = include_str!("../fixtures/beacon-session-end.txt");
+pub const SINGLE: &str = include_str!("../fixtures/single-event.json");
+pub const SNAKE: &str = include_str!("../fixtures/snake-case.json");
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    /// A fresh database, or `None` for PostgreSQL without `TEST_DATABASE_URL`.
+    pub fn fresh(self) -> Option<TestDatabase> {
+        match self {
+            Db::Sqlite => Some(TestDatabase::sqlite()),
+            Db::Postgres => TestDatabase::postgres(),
+        }
+    }
+}
+
+/// A running application.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// A separate pool on the same database, to check what was stored.
+    pub store: Store,
+    handle: Option<actix_web::dev::ServerHandle>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Test defaults: port 0, short timeouts.
+pub fn test_config(db: &TestDatabase) -> Config {
+    let mut config = Config::with_database(db.url.clone());
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.http_workers = 2;
+    config.pool_size = 4;
+    config.db_timeout = std::time::Duration::from_secs(1);
+    config.ack_timeout = std::time::Duration::from_secs(5);
+    config
+}
+
+pub fn spawn_app(db: &TestDatabase) -> TestApp {
+    spawn_app_with(db, |_| {})
+}
+
+pub fn spawn_app_with(db: &TestDatabase, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(db);
+    tweak(&mut config);
+    spawn_config(db, config)
+}
+
+pub fn spawn_config(db: &TestDatabase, config: Config) -> TestApp {
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let app = Application::build(config)
+                .await
+                .expect("application builds");
+            tx.send((app.port(), app.handle())).unwrap();
+            app.run_until_stopped().await.expect("application runs");
+        });
+    });
+    let (port, handle) = rx.recv().expect("application started");
+    let store = Store::connect(&db.url, &PoolOptions::default()).unwrap();
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+        store,
+        handle: Some(handle),
+        thread: Some(thread),
+    }
+}
+
+impl TestApp {
+    /// Posts a body as the pixel does (`application/json`).
+    pub async fn post_track(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(format!("{}/track", self.address))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Stored events of a session, read straight from the database.
+    pub async fn stored(&self, token: &str) -> Vec<StoredEvent> {
+        let store = self.store.clone();
+        let token = token.to_owned();
+        tokio::task::spawn_blocking(move || store.session_events(&token).unwrap())
+            .await
+            .unwrap()
+    }
+
+    pub async fn count(&self) -> i64 {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.count_events().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Stops gracefully, as SIGTERM does, and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.stop(true).await;
+        }
+        if let Some(thread) = self.thread.take() {
+            tokio::task::spawn_blocking(move || thread.join().unwrap())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            // Sends the stop command now; completion is not awaited.
+            drop(handle.stop(false));
+        }
+    }
+}
+
+/// Asserts the JSON error shape and returns the code.
+pub async fn error_code(response: reqwest::Response, status: u16) -> String {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "errors are JSON"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
+    body["error"].as_str().unwrap().to_owned()
+}
+
+/// Declares each async test function once per backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = $crate::helpers::Db::Sqlite.fresh().unwrap();
+                super::$name(&db).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(db) = $crate::helpers::Db::Postgres.fresh() {
+                    super::$name(&db).await;
+                }
+            })*
+        }
+    };
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real application on a random port, a fresh
+//! database per test (SQLite in a temp dir; a new PostgreSQL database when
+//! `TEST_DATABASE_URL` is set), plain HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod helpers;
+mod track;
+mod up;
