@@ -1,0 +1,106 @@
+//! Shared event generator of the benches: realistic tokens (~20 bytes),
+//! urls (~40 bytes) and event mix.
+// Each bench binary uses a different part of this module.
+#![allow(dead_code, missing_docs)]
+
+use beacon_metrics::LiveEvent;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::json;
+
+/// A small xorshift generator: deterministic, no dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+pub fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+pub fn token(i: u64) -> String {
+    format!("1764496800000-{i:06}")
+}
+
+pub fn url(i: u64) -> String {
+    format!("https://site.example/articles/page-{i:05}")
+}
+
+pub fn referrer(i: u64) -> String {
+    format!("https://referrer-{i:04}.example/")
+}
+
+/// Events of `sessions` sessions, one every `step_ms` of event time, mixed
+/// like the pixel's traffic: 35% heartbeat, 25% visit, 30% click, 8% scroll,
+/// 2% session_end.
+pub struct Traffic {
+    rng: Rng,
+    sessions: u64,
+    step_ms: i64,
+    next_id: i64,
+    now: DateTime<Utc>,
+}
+
+impl Traffic {
+    pub fn new(sessions: u64, step_ms: i64) -> Self {
+        Self {
+            rng: Rng::new(0x5eed),
+            sessions,
+            step_ms,
+            next_id: 1,
+            now: start(),
+        }
+    }
+
+    /// Event time of the latest event.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    pub fn next_event(&mut self) -> LiveEvent {
+        self.now += Duration::milliseconds(self.step_ms);
+        self.next_id += 1;
+        let s = self.rng.below(self.sessions);
+        let roll = self.rng.below(100);
+        let page = self.rng.below(200);
+        let (kind, metadata, referrer) = match roll {
+            0..35 => (
+                "heartbeat",
+                json!({"uptime": 12_000, "active_time": 9_000}),
+                None,
+            ),
+            35..60 => (
+                "visit",
+                json!({"country": "FR", "city": "Paris", "page_title": "Article", "viewport": "1280x720"}),
+                (self.rng.below(2) == 0).then(|| referrer(self.rng.below(20))),
+            ),
+            60..90 => (
+                "click",
+                json!({"label": format!("Button {}", self.rng.below(50)), "element_type": "a"}),
+                None,
+            ),
+            90..98 => ("scroll", json!({"depth": 50}), None),
+            _ => ("session_end", json!({"duration": 64_000}), None),
+        };
+        LiveEvent {
+            id: self.next_id,
+            kind: kind.to_owned(),
+            session: token(s),
+            url: Some(url(page)),
+            referrer,
+            timestamp: self.now - Duration::milliseconds(self.rng.below(3_000) as i64),
+            metadata,
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Criterion benches: `record` ns per event, `snapshot` with 100k active sessions.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration as StdDuration, Instant};
+
+use beacon_metrics::{LiveConfig, LiveEvent, LiveMetrics};
+use chrono::{DateTime, Duration, Utc};
+use common::{referrer, start, token, url, Traffic};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde_json::json;
+
+/// Times `record` over the mixed traffic; `evict` uses `record_evict` and
+/// drops the handed-back events after the clock stops (as a server would,
+/// after releasing its lock).
+fn record_mixed(b: &mut criterion::Bencher<'_>, sessions: u64, evict: bool) {
+    {
+        // 1 event per ms of event time over 10k sessions: each session sends
+        // one every ~10 s, so all stay active; events up to 3 s late.
+        let mut traffic = Traffic::new(sessions, 1);
+        let mut live = LiveMetrics::new(LiveConfig::default());
+        live.expire(traffic.now());
+        for _ in 0..200 {
+            for _ in 0..1_000 {
+                live.record(traffic.next_event());
+            }
+            live.expire(traffic.now());
+        }
+        b.iter_custom(|iters| {
+            let mut total = StdDuration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(1_000);
+                let batch: Vec<LiveEvent> = (0..n).map(|_| traffic.next_event()).collect();
+                let mut out = Vec::with_capacity(batch.len());
+                let t = Instant::now();
+                if evict {
+                    for e in batch {
+                        out.push(live.record_evict(black_box(e)));
+                    }
+                } else {
+                    for e in batch {
+                        live.record(black_box(e));
+                    }
+                }
+                total += t.elapsed();
+                drop(out);
+                live.expire(traffic.now());
+                left -= n;
+            }
+            total
+        });
+    }
+}
+
+fn record(c: &mut Criterion) {
+    let mut g = c.benchmark_group("record");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("mixed_10k_sessions", |b| record_mixed(b, 10_000, false));
+    g.bench_function("mixed_10k_sessions_drop_outside", |b| {
+        record_mixed(b, 10_000, true)
+    });
+    g.bench_function("mixed_100_sessions_drop_outside", |b| {
+        record_mixed(b, 100, true)
+    });
+    g.finish();
+
+    // Calibration of this machine: one std HashMap<String, u64> lookup by a
+    // 20-byte token among 10k, and freeing one generated event.
+    let mut g = c.benchmark_group("baseline");
+    g.throughput(Throughput::Elements(1));
+    let map: std::collections::HashMap<String, u64> = (0..10_000).map(|i| (token(i), i)).collect();
+    let keys: Vec<String> = (0..10_000u64)
+        .map(|i| token((i * 7_919) % 10_000))
+        .collect();
+    let mut i = 0;
+    g.bench_function("hashmap_string_lookup_10k", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            map.get(black_box(keys[i].as_str())).copied()
+        })
+    });
+    let mut traffic = Traffic::new(10_000, 1);
+    g.bench_function("drop_one_event", |b| {
+        b.iter_batched(
+            || traffic.next_event(),
+            drop,
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn heartbeat(session: u64, at: DateTime<Utc>, url_id: u64, ref_id: u64) -> LiveEvent {
+    LiveEvent {
+        id: session as i64,
+        kind: "visit".to_owned(),
+        session: token(session),
+        url: Some(url(url_id)),
+        referrer: Some(referrer(ref_id)),
+        timestamp: at,
+        metadata: json!({"country": "FR"}),
+    }
+}
+
+/// 100k sessions spread over the last 59 s; `distinct` gives each its own url.
+fn hundred_k(distinct: bool) -> (LiveMetrics, DateTime<Utc>) {
+    let mut live = LiveMetrics::new(LiveConfig::default());
+    let t0 = start();
+    live.expire(t0);
+    let n = 100_000u64;
+    for i in 0..n {
+        let at = t0 + Duration::microseconds((i * 590) as i64 + 1_000);
+        let u = if distinct { i } else { i % 1_000 };
+        live.record(heartbeat(i, at, u, i % 50));
+        if i % 3 == 0 {
+            live.record(LiveEvent {
+                kind: "click".into(),
+                metadata: json!({"label": format!("Button {}", i % 50)}),
+                ..heartbeat(i, at, u, i % 50)
+            });
+        }
+    }
+    let now = t0 + Duration::seconds(60);
+    assert_eq!(live.snapshot(now).active_users, n);
+    (live, now)
+}
+
+fn snapshot(c: &mut Criterion) {
+    let mut g = c.benchmark_group("snapshot");
+    let (mut live, now) = hundred_k(false);
+    g.bench_function("100k_active_1k_urls", |b| {
+        b.iter(|| live.snapshot(black_box(now)))
+    });
+    let (mut live, now) = hundred_k(true);
+    g.bench_function("100k_active_100k_urls", |b| {
+        b.iter(|| live.snapshot(black_box(now)))
+    });
+
+    // Steady churn: every tick (1 s) 1,667 new sessions arrive and as many
+    // leave the window, so each timed snapshot evicts ~1,667 sessions.
+    g.bench_function("100k_active_churn_1667_per_tick", |b| {
+        let mut live = LiveMetrics::new(LiveConfig::default());
+        let mut now = start();
+        live.expire(now);
+        let mut next = 0u64;
+        let per_tick = 1_667u64;
+        let mut tick = |live: &mut LiveMetrics, now: &mut DateTime<Utc>| {
+            *now += Duration::seconds(1);
+            for _ in 0..per_tick {
+                live.record(heartbeat(next, *now, next % 1_000, next % 50));
+                next += 1;
+            }
+        };
+        for _ in 0..60 {
+            tick(&mut live, &mut now);
+            live.expire(now);
+        }
+        b.iter_custom(|iters| {
+            let mut total = StdDuration::ZERO;
+            for _ in 0..iters {
+                tick(&mut live, &mut now);
+                let t = Instant::now();
+                let s = live.snapshot(now);
+                total += t.elapsed();
+                assert!(s.active_users >= 99_000, "{}", s.active_users);
+                black_box(s);
+            }
+            total
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, record, snapshot);
+criterion_main!(benches);

@@ -1,0 +1,64 @@
+//! Bytes per active session: `approx_memory_bytes()` against the growth of
+//! the process's resident memory (`/proc/self/statm`, Linux only).
+//!
+//! A counting `#[global_allocator]` would be the sharper cross-check, but
+//! `GlobalAlloc` needs `unsafe impl` and the workspace *forbids* unsafe code
+//! (a `forbid` cannot be relaxed by an `allow` in this file), so RSS it is.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use beacon_metrics::{LiveConfig, LiveEvent, LiveMetrics};
+use chrono::Duration;
+use common::{referrer, start, token, url};
+use serde_json::json;
+
+fn rss_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn measure(name: &str, n: u64, url_of: impl Fn(u64) -> u64, ref_of: impl Fn(u64) -> u64) {
+    let before = rss_bytes();
+    let mut live = LiveMetrics::new(LiveConfig::default());
+    let t0 = start();
+    live.expire(t0);
+    let empty = live.approx_memory_bytes();
+    for i in 0..n {
+        live.record(LiveEvent {
+            id: i as i64,
+            kind: "heartbeat".into(),
+            session: token(i),
+            url: Some(url(url_of(i))),
+            referrer: Some(referrer(ref_of(i))),
+            timestamp: t0 + Duration::microseconds((i * 590) as i64 + 1_000),
+            metadata: json!({"uptime": 1}),
+        });
+    }
+    let snap = live.snapshot(t0 + Duration::seconds(60));
+    assert_eq!(snap.active_users, n);
+    let approx = live.approx_memory_bytes();
+    let after = rss_bytes();
+    println!(
+        "memory/{name}: {n} active sessions, approx_memory_bytes {approx} ({} empty) = {:.1} bytes/session",
+        empty,
+        (approx - empty) as f64 / n as f64
+    );
+    if let (Some(b), Some(a)) = (before, after) {
+        println!(
+            "memory/{name}: RSS grew {} bytes = {:.1} bytes/session (includes allocator slack)",
+            a.saturating_sub(b),
+            a.saturating_sub(b) as f64 / n as f64
+        );
+    }
+    drop(live);
+}
+
+fn main() {
+    let n = 100_000;
+    // Realistic: 20-byte tokens, 1,000 distinct 40-byte urls, 50 referrers.
+    measure("shared_urls", n, |i| i % 1_000, |i| i % 50);
+    // Worst case: every session on its own url with its own referrer.
+    measure("distinct_urls", n, |i| i, |i| i);
+}

@@ -1,0 +1,22 @@
+#![doc = include_str!("../README.md")]
+
+mod config;
+mod event;
+mod hash;
+mod intern;
+mod live;
+mod mem;
+mod recent;
+mod ring;
+mod sessions;
+mod snapshot;
+mod time;
+mod topk;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::LiveConfig;
+pub use event::{LiveEvent, KIND_CLICK, KIND_SESSION_END, KIND_VISIT, UNKNOWN_LABEL};
+pub use live::{LiveMetrics, LiveStats};
+pub use snapshot::{LabelCount, PageVisitors, RecentEvent, ReferrerVisitors, Snapshot};
