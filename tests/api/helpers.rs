@@ -38,7 +38,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// A separate pool on the same database, to check what was stored.
     pub store: Store,
-    handle: Option<actix_web::dev::ServerHandle>,
+    handle: Option<beacon_server::StopHandle>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -50,6 +50,7 @@ pub fn test_config(db: &TestDatabase) -> Config {
     config.pool_size = 4;
     config.db_timeout = std::time::Duration::from_secs(1);
     config.ack_timeout = std::time::Duration::from_secs(5);
+    config.stream_interval = std::time::Duration::from_millis(100);
     config
 }
 
@@ -97,6 +98,14 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A gauge from `/metrics`.
+    pub async fn gauge(&self, name: &str) -> f64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.address))
@@ -124,7 +133,7 @@ impl TestApp {
     /// Stops gracefully, as SIGTERM does, and waits until it has.
     pub async fn stop(mut self) {
         if let Some(handle) = self.handle.take() {
-            handle.stop(true).await;
+            handle.stop().await;
         }
         if let Some(thread) = self.thread.take() {
             tokio::task::spawn_blocking(move || thread.join().unwrap())
@@ -137,8 +146,10 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(handle) = self.handle.take() {
-            // Sends the stop command now; completion is not awaited.
-            drop(handle.stop(false));
+            // A test that failed before `stop`: stop in the background.
+            std::thread::spawn(move || {
+                actix_web::rt::System::new().block_on(handle.stop());
+            });
         }
     }
 }
@@ -179,4 +190,65 @@ macro_rules! on_both_backends {
             })*
         }
     };
+}
+
+/// Re-dates a fixture so that its first event happened `ago` before now,
+/// keeping the offsets between events (the server only believes client
+/// times within [received - 7 days, received + 10 minutes], and live
+/// windows are relative to now).
+pub fn redate_to(fixture: &str, ago: chrono::Duration) -> String {
+    let mut doc: Value = serde_json::from_str(fixture).unwrap();
+    let events: Vec<&mut Value> = match doc.get_mut("batch") {
+        Some(batch) => batch.as_array_mut().unwrap().iter_mut().collect(),
+        None => vec![&mut doc],
+    };
+    let parse =
+        |e: &Value| chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap();
+    let first = events.iter().map(|e| parse(e)).min().unwrap();
+    let shift = (chrono::Utc::now() - ago).signed_duration_since(first);
+    for e in events {
+        let t = (parse(e) + shift).with_timezone(&chrono::Utc);
+        e["timestamp"] = Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    }
+    doc.to_string()
+}
+
+/// Reads SSE frames from a response body.
+pub struct SseReader {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            stream: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next frame (text up to a blank line), or `None` at the end.
+    pub async fn next_frame(&mut self) -> Option<String> {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame = self.buffer[..end].to_owned();
+                self.buffer.drain(..end + 2);
+                return Some(frame);
+            }
+            let chunk = self.stream.next().await?.ok()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The JSON of the next `data:` frame.
+    pub async fn next_data(&mut self) -> Option<Value> {
+        loop {
+            let frame = self.next_frame().await?;
+            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                return Some(serde_json::from_str(data).unwrap());
+            }
+        }
+    }
 }

@@ -4,6 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod abuse;
+mod auth;
 mod helpers;
+mod history;
+mod shutdown;
+mod stream;
 mod track;
 mod up;

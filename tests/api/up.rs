@@ -27,6 +27,7 @@ async fn track_answers_503_while_postgres_is_away_and_recovers() {
     };
     let app = spawn_app(&db);
     assert_eq!(app.post_track(SINGLE).await.status(), 200);
+    let mut stream = SseReader::new(app.get("/stream").await);
 
     let admin = std::env::var("TEST_DATABASE_URL").unwrap();
     let name = db.raw_url.rsplit('/').next().unwrap().to_owned();
@@ -50,6 +51,22 @@ async fn track_answers_503_while_postgres_is_away_and_recovers() {
     assert!(response.headers().contains_key("retry-after"));
     assert_eq!(error_code(response, 503).await, "database_unavailable");
     assert_eq!(app.get("/up").await.status(), 503);
+    // The stream goes on with the last figures, marked stale.
+    let stale = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let tick = stream.next_data().await.expect("stream still open");
+            if tick["stale"] == true {
+                return tick;
+            }
+        }
+    })
+    .await
+    .expect("a stale tick arrives");
+    assert_eq!(
+        stale["recent_events"].as_array().unwrap().len(),
+        1,
+        "last figures kept"
+    );
 
     // The database comes back (re-created and migrated): no restart needed.
     tokio::task::spawn_blocking(psql(format!("CREATE DATABASE {name}")))

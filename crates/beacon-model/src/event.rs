@@ -121,6 +121,12 @@ impl EventId {
     }
 }
 
+/// Longest click label stored apart from `data`, in bytes. The label is a
+/// key of the rollups, and PostgreSQL cannot index a text much longer than
+/// 2.7 KB: an unbounded one would fail the insert (and the good events of
+/// its request). Live metrics cut labels at the same length.
+const MAX_LABEL_BYTES: usize = 256;
+
 /// A validated event, ready to store. Only [`crate::parse_track_body`] makes
 /// one, so holding it proves every limit of [`crate::Limits`] holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,10 +184,17 @@ impl NewEvent {
     pub fn received_at(&self) -> DateTime<Utc> {
         self.received_at
     }
-    /// The click label (`data.label`) of a click, when it is a string.
+    /// The click label (`data.label`) of a click, when it is a string, cut
+    /// to at most 256 bytes on a character boundary (`data` keeps it whole).
     pub fn label(&self) -> Option<&str> {
         match self.kind {
-            EventKind::Click => self.data_str("label"),
+            EventKind::Click => self.data_str("label").map(|label| {
+                let mut end = label.len().min(MAX_LABEL_BYTES);
+                while !label.is_char_boundary(end) {
+                    end -= 1;
+                }
+                &label[..end]
+            }),
             _ => None,
         }
     }

@@ -27,6 +27,17 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Maintain the rollups of the historical API.
+    Rollup(RollupArgs),
+}
+
+/// `beacon rollup`.
+#[derive(Debug, Args)]
+pub struct RollupArgs {
+    /// Recompute every rollup from the stored events, in one transaction
+    /// (ingestion waits meanwhile).
+    #[arg(long)]
+    pub rebuild: bool,
 }
 
 /// Every setting of the server.
@@ -73,7 +84,9 @@ pub struct Config {
     pub queue_max: u32,
 
     /// Writer threads committing batches (PostgreSQL; SQLite always uses 1).
-    #[arg(long, env = "BEACON_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
+    /// One is the measured best on 2 cores: a second writer makes the
+    /// transactions contend on the same session and rollup rows.
+    #[arg(long, env = "BEACON_WRITERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
     pub writers: u32,
 
     /// How long a /track request waits for its commit before answering 503.
@@ -104,6 +117,22 @@ pub struct Config {
     )]
     pub dashboard_origins: Vec<String>,
 
+    /// Per-client-IP limit on /track, as `COUNT/s` or `COUNT/m` (e.g.
+    /// `50/s`); beyond it /track answers 429 with Retry-After. Unset: no
+    /// limit. Behind a proxy every client has the proxy's address: limit
+    /// there instead.
+    #[arg(long, env = "BEACON_RATE_LIMIT", value_parser = parse_rate, global = true)]
+    pub rate_limit: Option<RateLimit>,
+
+    /// Longest time a client may take to send its request head, and then
+    /// its body; slower clients get 408 or are disconnected.
+    #[arg(long, env = "BEACON_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub request_timeout: Duration,
+
+    /// Most open client connections (streams included), over all workers.
+    #[arg(long, env = "BEACON_MAX_CONNECTIONS", default_value_t = 15_000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub max_connections: u32,
+
     /// Time between two live snapshots on /stream, e.g. `5s` or `500ms`.
     #[arg(long, env = "BEACON_STREAM_INTERVAL", default_value = "5s", value_parser = parse_duration, global = true)]
     pub stream_interval: Duration,
@@ -116,6 +145,23 @@ pub struct Config {
         global = true
     )]
     pub stream_max: usize,
+
+    /// Token that every read endpoint (/stream, /sessions, /events, /stats/*,
+    /// /top-*, /metrics) requires, as `Authorization: Bearer <token>` or
+    /// `?token=<token>`. Unset: reads are open (a warning is logged).
+    #[arg(
+        long,
+        env = "BEACON_READ_TOKEN",
+        value_parser = parse_read_token,
+        hide_env_values = true,
+        global = true
+    )]
+    pub read_token: Option<ReadToken>,
+
+    /// Serve `POST /bench/noop`, which reads the body and answers 200 doing
+    /// nothing else: the HTTP ceiling in benchmarks. Off in production.
+    #[arg(long, env = "BEACON_BENCH_ROUTES", global = true)]
+    pub bench_routes: bool,
 
     /// Do not apply pending migrations at start (run `beacon migrate`).
     #[arg(long, env = "BEACON_NO_MIGRATE", global = true)]
@@ -130,6 +176,59 @@ impl Config {
         cli.config.database_url = database_url;
         cli.config
     }
+}
+
+/// The read token. Its `Debug` is redacted, so printing the configuration
+/// cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReadToken(String);
+
+impl ReadToken {
+    /// The secret itself, for the comparison only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ReadToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadToken(***)")
+    }
+}
+
+fn parse_read_token(raw: &str) -> Result<ReadToken, String> {
+    if raw.trim().is_empty() {
+        return Err("the read token must not be empty".to_owned());
+    }
+    Ok(ReadToken(raw.to_owned()))
+}
+
+/// A request rate: `count` requests per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per period (also the burst).
+    pub count: u32,
+    /// The period.
+    pub per: Duration,
+}
+
+fn parse_rate(raw: &str) -> Result<RateLimit, String> {
+    let (count, unit) = raw
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| format!("invalid rate {raw:?} (try 50/s or 600/m)"))?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .ok()
+        .filter(|c| *c > 0)
+        .ok_or_else(|| format!("invalid rate count in {raw:?}"))?;
+    let per = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        other => return Err(format!("unknown rate unit {other:?} (use s or m)")),
+    };
+    Ok(RateLimit { count, per })
 }
 
 fn parse_database_url(raw: &str) -> Result<DatabaseUrl, String> {
@@ -171,6 +270,18 @@ mod tests {
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
         for bad in ["", "0s", "-1s", "5h", "fast"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(
+            parse_rate("50/s").unwrap(),
+            RateLimit { count: 50, per: Duration::from_secs(1) }
+        );
+        assert_eq!(parse_rate("600/m").unwrap().per, Duration::from_secs(60));
+        for bad in ["", "50", "0/s", "x/s", "5/h"] {
+            assert!(parse_rate(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -38,6 +38,15 @@ pub enum ApiError {
     /// A storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The client sent its body too slowly.
+    #[error("the request body was not received in time")]
+    BodyTimeout,
+    /// The client exceeded the per-IP rate limit.
+    #[error("too many requests from this address, retry in {retry_after} s")]
+    RateLimited {
+        /// Seconds until a request will be allowed.
+        retry_after: u32,
+    },
     /// Too many open streams.
     #[error("too many open streams, retry later")]
     TooManyStreams,
@@ -47,6 +56,30 @@ pub enum ApiError {
     /// The route exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A read endpoint was called without the read token, or with a wrong
+    /// one (which is never echoed or logged).
+    #[error("{}", if *.invalid { "the read token is wrong" } else { "this endpoint needs the read token: Authorization: Bearer <token> or ?token=<token>" })]
+    Unauthorized {
+        /// True when a token was given but is wrong.
+        invalid: bool,
+    },
+    /// A query parameter is malformed or out of range.
+    #[error("invalid parameter {name}: {message}")]
+    BadParameter {
+        /// The parameter.
+        name: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The requested range is larger than the endpoint allows.
+    #[error("range too large: at most {max} for this endpoint")]
+    RangeTooLarge {
+        /// The largest range, for humans (e.g. `31 days`).
+        max: &'static str,
+    },
+    /// No session has this token.
+    #[error("no such session")]
+    SessionNotFound,
 }
 
 #[derive(Serialize)]
@@ -71,8 +104,14 @@ impl ApiError {
             Self::Store(e) if e.is_unavailable() => "database_unavailable",
             Self::Store(_) => "internal_error",
             Self::TooManyStreams => "too_many_streams",
+            Self::BodyTimeout => "request_timeout",
+            Self::RateLimited { .. } => "rate_limited",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::BadParameter { .. } => "invalid_parameter",
+            Self::RangeTooLarge { .. } => "range_too_large",
+            Self::SessionNotFound => "session_not_found",
         }
     }
 
@@ -82,6 +121,7 @@ impl ApiError {
             Self::Overloaded | Self::TooManyStreams => Some(1),
             Self::AckTimeout | Self::ShuttingDown => Some(5),
             Self::Store(e) if e.is_unavailable() => Some(5),
+            Self::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -93,8 +133,15 @@ impl ResponseError for ApiError {
             Self::Model(ModelError::TooManyEvents { .. }) | Self::BodyTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            Self::Model(_) | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::Model(_)
+            | Self::BodyRead(_)
+            | Self::BadParameter { .. }
+            | Self::RangeTooLarge { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded | Self::AckTimeout | Self::ShuttingDown | Self::TooManyStreams => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -131,6 +178,14 @@ impl ResponseError for ApiError {
         }
         if matches!(self, Self::MethodNotAllowed) {
             response.insert_header((header::ALLOW, "POST, OPTIONS"));
+        }
+        if let Self::Unauthorized { invalid } = self {
+            let challenge = if *invalid {
+                r#"Bearer realm="beacon", error="invalid_token""#
+            } else {
+                r#"Bearer realm="beacon""#
+            };
+            response.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
         response.json(ErrorBody {
             error: self.code(),

@@ -19,9 +19,12 @@ use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 
-/// Called with the events of each committed transaction that were new (not
-/// duplicates), in commit order. It runs on a writer thread: keep it short.
-pub type CommitSink = Arc<dyn Fn(&[StoredEvent]) + Send + Sync>;
+/// Called after each transaction: with the events that were new (not
+/// duplicates), in commit order, or with the error when the database was
+/// unavailable. It runs on a writer thread: keep it short.
+pub type CommitSink = Arc<dyn Fn(Result<&[StoredEvent], &StoreError>) + Send + Sync>;
+
+type SinkFn = dyn Fn(Result<&[StoredEvent], &StoreError>) + Send + Sync;
 
 /// Pipeline settings.
 #[derive(Debug, Clone)]
@@ -138,7 +141,7 @@ impl Ingestor {
 fn writer_loop(
     rx: &Mutex<Receiver<Job>>,
     store: &Store,
-    sink: &(dyn Fn(&[StoredEvent]) + Send + Sync),
+    sink: &SinkFn,
     queued: &AtomicUsize,
     batch_max: usize,
 ) {
@@ -170,40 +173,52 @@ fn writer_loop(
 /// Commits a group; on a failure that is not the database being away,
 /// retries each request alone so one request's problem cannot fail the
 /// others of its group.
-fn commit(store: &Store, sink: &(dyn Fn(&[StoredEvent]) + Send + Sync), jobs: Vec<Job>) {
-    let result = if jobs.len() == 1 {
-        store.insert_batch(&jobs[0].events)
-    } else {
-        let all: Vec<NewEvent> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
-        store.insert_batch(&all)
-    };
-    match result {
+fn commit(store: &Store, sink: &SinkFn, jobs: Vec<Job>) {
+    // The group's events are moved (not cloned) into one batch; each reply
+    // keeps its request's event count, so a failed group can be split back
+    // into its requests.
+    let mut all: Vec<NewEvent> = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        replies.push((job.reply, job.events.len()));
+        all.extend(job.events);
+    }
+    match store.insert_batch(&all) {
         Ok(stored) => {
-            sink(&stored);
-            for job in jobs {
+            // Free the batch before the sink and the replies: no need to
+            // hold it while the requests are answered.
+            drop(all);
+            sink(Ok(&stored));
+            for (reply, _) in replies {
                 // The client may have gone away; its events are committed
                 // all the same.
-                let _ = job.reply.send(Ok(()));
+                let _ = reply.send(Ok(()));
             }
         }
-        Err(e) if e.is_unavailable() || jobs.len() == 1 => {
-            let message = e.to_string();
-            let mut jobs = jobs.into_iter();
-            if let Some(first) = jobs.next() {
-                let _ = first.reply.send(Err(e));
+        Err(e) if e.is_unavailable() || replies.len() == 1 => {
+            if e.is_unavailable() {
+                sink(Err(&e));
             }
-            for job in jobs {
-                let _ = job
-                    .reply
-                    .send(Err(StoreError::Unavailable(message.clone())));
+            let message = e.to_string();
+            let mut replies = replies.into_iter();
+            if let Some((first, _)) = replies.next() {
+                let _ = first.send(Err(e));
+            }
+            for (reply, _) in replies {
+                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
             }
         }
         Err(e) => {
             log::warn!(
                 "a group of {} requests failed to commit ({e}); retrying them one by one",
-                jobs.len()
+                replies.len()
             );
-            for job in jobs {
+            let mut events = all.into_iter();
+            for (reply, n) in replies {
+                let job = Job {
+                    events: events.by_ref().take(n).collect(),
+                    reply,
+                };
                 commit(store, sink, vec![job]);
             }
         }

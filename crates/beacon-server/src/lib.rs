@@ -1,13 +1,15 @@
 #![doc = include_str!("../README.md")]
 
 mod app;
+pub mod auth;
 pub mod config;
 mod error;
 pub mod ingest;
+pub mod live;
 pub mod routes;
 mod state;
 
-pub use app::{open_store, Application, StartError};
+pub use app::{open_store, Application, StartError, StopHandle};
 pub use config::{Cli, Command, Config};
 pub use error::ApiError;
 pub use state::AppState;
@@ -27,6 +29,22 @@ pub fn run(cli: Cli) -> RunResult {
                 } else {
                     format!(": {}", applied.join(", "))
                 }
+            );
+            Ok(())
+        }
+        Command::Rollup(args) => {
+            if !args.rebuild {
+                return Err(
+                    "nothing to do: `beacon rollup --rebuild` recomputes the rollups".into(),
+                );
+            }
+            let store = open_store(&cli.config, !cli.config.no_migrate)?;
+            let started = std::time::Instant::now();
+            log::info!("rebuilding rollups from events (ingestion waits meanwhile)");
+            store.rebuild_rollups()?;
+            log::info!(
+                "rollups rebuilt in {:.1} s",
+                started.elapsed().as_secs_f64()
             );
             Ok(())
         }

@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+mod history;
 mod read;
+pub mod rollup;
 mod rows;
 mod store;
 #[cfg(feature = "test-support")]
@@ -10,6 +12,7 @@ mod url;
 mod write;
 
 pub use error::StoreError;
+pub use history::{BucketFigures, EventQuery, SessionQuery, SessionSummary, TopDimension, TopItem};
 pub use rows::{SessionRow, StoredEvent};
 pub use store::{Backend, PoolOptions, Store};
 pub use url::DatabaseUrl;

@@ -4,10 +4,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use beacon_model::{EventKind, NewEvent};
 use diesel::connection::Connection;
-use diesel::pg::PgConnection;
-use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use diesel::pg::{Pg, PgConnection};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Untyped};
 use diesel::sqlite::SqliteConnection;
-use diesel::{sql_query, QueryableByName, RunQueryDsl};
+use diesel::{sql_query, QueryResult, QueryableByName, RunQueryDsl};
 
 use crate::store::Pools;
 use crate::{Store, StoreError, StoredEvent};
@@ -87,27 +88,118 @@ struct InsertedEvent {
     public_id: String,
 }
 
-const PG_UPSERT_SESSIONS: &str = "\
-INSERT INTO sessions (token, user_agent, referrer, entry_url, country, city, first_seen, last_seen)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::bigint[], $8::bigint[])
-ON CONFLICT (token) DO UPDATE SET
-    first_seen = LEAST(sessions.first_seen, EXCLUDED.first_seen),
-    last_seen  = GREATEST(sessions.last_seen, EXCLUDED.last_seen),
-    user_agent = COALESCE(sessions.user_agent, EXCLUDED.user_agent),
-    referrer   = COALESCE(sessions.referrer, EXCLUDED.referrer),
-    entry_url  = COALESCE(sessions.entry_url, EXCLUDED.entry_url),
-    country    = COALESCE(sessions.country, EXCLUDED.country),
-    city       = COALESCE(sessions.city, EXCLUDED.city)
-RETURNING id, token";
+/// The session upsert of a PostgreSQL batch: one row per session, as
+/// arrays expanded by `unnest`.
+///
+/// Unlike `sql_query`, which diesel never caches, this statement has a fixed
+/// text whatever the batch size, so diesel prepares it once per connection
+/// and PostgreSQL skips parsing and planning it for every batch.
+struct PgUpsertSessions<'a> {
+    token: Vec<&'a str>,
+    user_agent: Vec<Option<&'a str>>,
+    referrer: Vec<Option<&'a str>>,
+    entry_url: Vec<Option<&'a str>>,
+    country: Vec<Option<&'a str>>,
+    city: Vec<Option<&'a str>>,
+    first_seen: Vec<i64>,
+    last_seen: Vec<i64>,
+}
 
-const PG_INSERT_EVENTS: &str = "\
-INSERT INTO events (public_id, session_id, kind, url, referrer, user_agent, label, metadata,
-                    occurred_at, received_at)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::text[], $8::text[], $9::bigint[], $10::bigint[])
-ON CONFLICT (session_id, public_id) DO NOTHING
-RETURNING id, session_id, public_id";
+impl QueryFragment<Pg> for PgUpsertSessions<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO sessions (token, user_agent, referrer, entry_url, country, city, \
+             first_seen, last_seen) SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.token)?;
+        for column in [
+            &self.user_agent,
+            &self.referrer,
+            &self.entry_url,
+            &self.country,
+            &self.city,
+        ] {
+            out.push_sql("::text[], ");
+            out.push_bind_param::<Array<Nullable<Text>>, _>(column)?;
+        }
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.first_seen)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.last_seen)?;
+        out.push_sql(
+            "::bigint[]) ON CONFLICT (token) DO UPDATE SET \
+             first_seen = LEAST(sessions.first_seen, EXCLUDED.first_seen), \
+             last_seen = GREATEST(sessions.last_seen, EXCLUDED.last_seen), \
+             user_agent = COALESCE(sessions.user_agent, EXCLUDED.user_agent), \
+             referrer = COALESCE(sessions.referrer, EXCLUDED.referrer), \
+             entry_url = COALESCE(sessions.entry_url, EXCLUDED.entry_url), \
+             country = COALESCE(sessions.country, EXCLUDED.country), \
+             city = COALESCE(sessions.city, EXCLUDED.city) \
+             RETURNING id, token",
+        );
+        Ok(())
+    }
+}
+
+/// The event insert of a PostgreSQL batch, prepared once per connection
+/// like [`PgUpsertSessions`].
+struct PgInsertEvents<'a> {
+    public_id: Vec<&'a str>,
+    session_id: Vec<i64>,
+    kind: Vec<&'a str>,
+    url: Vec<Option<&'a str>>,
+    referrer: Vec<Option<&'a str>>,
+    user_agent: Vec<Option<&'a str>>,
+    label: Vec<Option<&'a str>>,
+    metadata: Vec<&'a str>,
+    occurred_at: Vec<i64>,
+    received_at: Vec<i64>,
+}
+
+impl QueryFragment<Pg> for PgInsertEvents<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO events (public_id, session_id, kind, url, referrer, user_agent, label, \
+             metadata, occurred_at, received_at) SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.public_id)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.session_id)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.kind)?;
+        for column in [&self.url, &self.referrer, &self.user_agent, &self.label] {
+            out.push_sql("::text[], ");
+            out.push_bind_param::<Array<Nullable<Text>>, _>(column)?;
+        }
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.metadata)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.occurred_at)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.received_at)?;
+        out.push_sql(
+            "::bigint[]) ON CONFLICT (session_id, public_id) DO NOTHING \
+             RETURNING id, session_id, public_id",
+        );
+        Ok(())
+    }
+}
+
+/// Both statements are cached by their SQL text (diesel's dynamic cache
+/// key): their text never depends on the batch.
+macro_rules! cached_statement {
+    ($($t:ident),*) => {$(
+        impl QueryId for $t<'_> {
+            type QueryId = ();
+            const HAS_STATIC_QUERY_ID: bool = false;
+        }
+        impl Query for $t<'_> {
+            type SqlType = Untyped;
+        }
+        impl RunQueryDsl<PgConnection> for $t<'_> {}
+    )*};
+}
+cached_statement!(PgUpsertSessions, PgInsertEvents);
 
 const SQLITE_UPSERT_TAIL: &str = "
 ON CONFLICT (token) DO UPDATE SET
@@ -141,7 +233,7 @@ impl Store {
                 conn.immediate_transaction(|conn| sqlite_insert(conn, &sessions, events))?
             }
         };
-        Ok(stored_events(events, &session_ids, inserted))
+        Ok(stored_events(events, &session_ids, &inserted))
     }
 }
 
@@ -152,47 +244,41 @@ fn pg_insert(
     sessions: &BTreeMap<&str, SessionAgg<'_>>,
     events: &[NewEvent],
 ) -> Result<Inserted, diesel::result::Error> {
-    let rows: Vec<SessionId> = sql_query(PG_UPSERT_SESSIONS)
-        .bind::<Array<Text>, _>(sessions.keys().copied().collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(
-            sessions.values().map(|s| s.user_agent).collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<Text>>, _>(sessions.values().map(|s| s.referrer).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(
-            sessions.values().map(|s| s.entry_url).collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<Text>>, _>(sessions.values().map(|s| s.country).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(sessions.values().map(|s| s.city).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(sessions.values().map(|s| s.first_seen).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(sessions.values().map(|s| s.last_seen).collect::<Vec<_>>())
-        .load(conn)?;
+    let upsert = PgUpsertSessions {
+        token: sessions.keys().copied().collect(),
+        user_agent: sessions.values().map(|s| s.user_agent).collect(),
+        referrer: sessions.values().map(|s| s.referrer).collect(),
+        entry_url: sessions.values().map(|s| s.entry_url).collect(),
+        country: sessions.values().map(|s| s.country).collect(),
+        city: sessions.values().map(|s| s.city).collect(),
+        first_seen: sessions.values().map(|s| s.first_seen).collect(),
+        last_seen: sessions.values().map(|s| s.last_seen).collect(),
+    };
+    let rows: Vec<SessionId> = upsert.load(conn)?;
     let ids: HashMap<String, i64> = rows.into_iter().map(|r| (r.token, r.id)).collect();
     let session_of = |e: &NewEvent| ids.get(e.session().as_str()).copied().unwrap_or_default();
 
-    let inserted: Vec<InsertedEvent> = sql_query(PG_INSERT_EVENTS)
-        .bind::<Array<Text>, _>(events.iter().map(|e| e.id().as_str()).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(events.iter().map(session_of).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(events.iter().map(|e| e.kind().as_str()).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(events.iter().map(NewEvent::url).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(events.iter().map(NewEvent::referrer).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(
-            events.iter().map(NewEvent::user_agent).collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<Text>>, _>(events.iter().map(NewEvent::label).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(events.iter().map(NewEvent::data_json).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(
-            events
-                .iter()
-                .map(|e| micros(e.occurred_at()))
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<BigInt>, _>(
-            events
-                .iter()
-                .map(|e| micros(e.received_at()))
-                .collect::<Vec<_>>(),
-        )
-        .load(conn)?;
+    let insert = PgInsertEvents {
+        public_id: events.iter().map(|e| e.id().as_str()).collect(),
+        session_id: events.iter().map(session_of).collect(),
+        kind: events.iter().map(|e| e.kind().as_str()).collect(),
+        url: events.iter().map(NewEvent::url).collect(),
+        referrer: events.iter().map(NewEvent::referrer).collect(),
+        user_agent: events.iter().map(NewEvent::user_agent).collect(),
+        label: events.iter().map(NewEvent::label).collect(),
+        metadata: events.iter().map(NewEvent::data_json).collect(),
+        occurred_at: events.iter().map(|e| micros(e.occurred_at())).collect(),
+        received_at: events.iter().map(|e| micros(e.received_at())).collect(),
+    };
+    let inserted: Vec<InsertedEvent> = insert.load(conn)?;
+    crate::rollup::pg_update(
+        conn,
+        events,
+        &ids,
+        inserted
+            .iter()
+            .map(|r| (r.session_id, r.public_id.as_str())),
+    )?;
     Ok((ids, inserted))
 }
 
@@ -252,6 +338,14 @@ fn sqlite_insert(
         }
         inserted.extend(query.load::<InsertedEvent>(conn)?);
     }
+    crate::rollup::sqlite_update(
+        conn,
+        events,
+        &ids,
+        inserted
+            .iter()
+            .map(|r| (r.session_id, r.public_id.as_str())),
+    )?;
     Ok((ids, inserted))
 }
 
@@ -269,11 +363,12 @@ fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
 fn stored_events(
     events: &[NewEvent],
     session_ids: &HashMap<String, i64>,
-    inserted: Vec<InsertedEvent>,
+    inserted: &[InsertedEvent],
 ) -> Vec<StoredEvent> {
-    let mut new_ids: HashMap<(i64, String), i64> = inserted
-        .into_iter()
-        .map(|r| ((r.session_id, r.public_id), r.id))
+    // Keys borrow the returned rows: no allocation per event to join them.
+    let mut new_ids: HashMap<(i64, &str), i64> = inserted
+        .iter()
+        .map(|r| ((r.session_id, r.public_id.as_str()), r.id))
         .collect();
     let mut out = Vec::with_capacity(new_ids.len());
     for e in events {
@@ -282,7 +377,7 @@ fn stored_events(
             .copied()
             .unwrap_or_default();
         // `remove`, so a duplicate within the batch maps to the one row.
-        if let Some(id) = new_ids.remove(&(session_id, e.id().as_str().to_owned())) {
+        if let Some(id) = new_ids.remove(&(session_id, e.id().as_str())) {
             out.push(StoredEvent {
                 id,
                 public_id: e.id().as_str().to_owned(),

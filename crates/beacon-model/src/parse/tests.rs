@@ -322,3 +322,25 @@ fn very_deep_bodies_are_refused_without_overflowing_the_stack() {
         other => panic!("expected no_valid_events, got {other}"),
     }
 }
+
+#[test]
+fn long_click_labels_are_cut_for_the_label_column_but_kept_in_data() {
+    // 'é' is two bytes; after one ASCII byte, byte 256 falls inside one.
+    let label = format!("x{}", "é".repeat(300));
+    let body = format!(r#"{{"type":"click","sessionId":"s","data":{{"label":"{label}"}}}}"#);
+    let event = &parse(&body).unwrap().events[0];
+    let cut = event.label().unwrap();
+    assert_eq!(
+        cut.len(),
+        255,
+        "cut on the character boundary below 256 bytes"
+    );
+    assert!(label.starts_with(cut));
+    assert_eq!(
+        event.data_str("label"),
+        Some(label.as_str()),
+        "data keeps it whole"
+    );
+    let short = r#"{"type":"click","sessionId":"s","data":{"label":"Projects"}}"#;
+    assert_eq!(parse(short).unwrap().events[0].label(), Some("Projects"));
+}

@@ -1,36 +1,90 @@
 //! The route table, shared by the binary and the tests.
 
+mod events;
+mod metrics;
+pub mod params;
+mod sessions;
+pub mod stats;
+mod stream;
+mod top;
 mod track;
 mod up;
 
 use actix_cors::Cors;
+use actix_web::dev::HttpServiceFactory;
 use actix_web::http::{header, Method};
-use actix_web::web;
+use actix_web::middleware::from_fn;
+use actix_web::{web, Route};
 
 use crate::error::ApiError;
 
-/// Registers every endpoint. `ingest_origins` limits who may post to
-/// /track (empty: anyone).
-pub fn configure(cfg: &mut web::ServiceConfig, ingest_origins: &[String]) {
+/// Who may call what, from a browser.
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    /// Origins that may post to `/track` (empty: any).
+    pub ingest: Vec<String>,
+    /// Origins that may read the dashboard endpoints (empty: any).
+    pub dashboard: Vec<String>,
+}
+
+/// Optional routes.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// `POST /bench/noop`: reads the body, answers 200, does nothing else.
+    pub bench_routes: bool,
+}
+
+/// Registers every endpoint.
+pub fn configure(cfg: &mut web::ServiceConfig, origins: &Origins, extras: &Extras) {
+    if extras.bench_routes {
+        cfg.route(
+            "/bench/noop",
+            web::post().to(|body: web::Bytes| async move {
+                actix_web::HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(format!("{{\"ok\":true,\"bytes\":{}}}", body.len()))
+            }),
+        );
+    }
+    let d = &origins.dashboard;
     cfg.service(
         web::resource("/track")
-            .wrap(ingest_cors(ingest_origins))
+            .wrap(cors(&origins.ingest, Method::POST))
             .route(web::post().to(track::track))
-            .default_service(web::to(|| async {
-                Err::<(), _>(ApiError::MethodNotAllowed)
-            })),
+            .default_service(web::to(|| async { Err::<(), _>(ApiError::MethodNotAllowed) })),
     )
+    .service(read("/stream", d, web::get().to(stream::stream)))
+    .service(read("/sessions", d, web::get().to(sessions::list)))
+    .service(read("/sessions/{token}", d, web::get().to(sessions::one)))
+    .service(read("/events", d, web::get().to(events::list)))
+    .service(read("/stats/hourly", d, web::get().to(stats::hourly)))
+    .service(read("/stats/daily", d, web::get().to(stats::daily)))
+    .service(read("/top-pages", d, web::get().to(top::pages)))
+    .service(read("/top-referrers", d, web::get().to(top::referrers)))
+    .service(read("/top-clicks", d, web::get().to(top::clicks)))
+    .service(read("/metrics", d, web::get().to(metrics::metrics)))
     .route("/up", web::get().to(up::up))
     .default_service(web::to(|| async { Err::<(), _>(ApiError::NotFound) }));
 }
 
+/// A read endpoint: the read token is required when configured (see
+/// [`crate::auth`]), and CORS follows the dashboard origins. CORS wraps the
+/// token check, so preflights are answered and 401s carry CORS headers.
+fn read(path: &str, origins: &[String], route: Route) -> impl HttpServiceFactory {
+    web::resource(path)
+        .wrap(from_fn(crate::auth::require_read_token))
+        .wrap(cors(origins, Method::GET))
+        .route(route)
+}
+
 /// Ingestion is public: a site embeds the pixel and the browser posts from
 /// the site's origin, so any origin may post (without credentials: the pixel
-/// sends no cookies), unless the operator lists the allowed ones.
-fn ingest_cors(origins: &[String]) -> Cors {
+/// sends no cookies), unless the operator lists the allowed ones. Dashboards
+/// on other origins read the same way.
+fn cors(origins: &[String], method: Method) -> Cors {
     let cors = Cors::default()
-        .allowed_methods([Method::POST])
-        .allowed_headers([header::CONTENT_TYPE])
+        .allowed_methods([method])
+        .allowed_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
         .max_age(86_400);
     if origins.is_empty() {
         cors.allow_any_origin().send_wildcard()

@@ -33,8 +33,20 @@ pub async fn track(
             ));
         }
     }
+    if let (Some(limiter), Some(peer)) = (&state.rate_limiter, req.peer_addr()) {
+        if let Err(not_until) = limiter.check_key(&peer.ip()) {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            let retry_after = u32::try_from(wait.as_secs()).unwrap_or(u32::MAX).max(1);
+            return Err(ApiError::RateLimited { retry_after });
+        }
+    }
     let limit = state.limits.max_body_bytes;
-    let body = read_body(&req, payload, limit).await?;
+    // A client trickling its body is cut off rather than holding a worker's
+    // connection slot for ever.
+    let body = tokio::time::timeout(state.request_timeout, read_body(&req, payload, limit))
+        .await
+        .map_err(|_| ApiError::BodyTimeout)??;
 
     let received_at = chrono::Utc::now();
     let user_agent = req

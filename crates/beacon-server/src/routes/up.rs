@@ -10,6 +10,7 @@ pub async fn up(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
     let backend = store.backend().name();
     let ok = matches!(web::block(move || store.ping()).await, Ok(Ok(())));
+    state.live.set_stale(!ok);
     if ok {
         HttpResponse::Ok().json(json!({"status": "ok", "database": "up", "backend": backend}))
     } else {

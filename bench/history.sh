@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Historical API benchmark: loads 10 million events spread over 90 days
+# (1 million sessions of 10 events) into a fresh PostgreSQL database with
+# plain SQL, rebuilds the rollups with `beacon rollup --rebuild`, starts the
+# release server and reports p50/p99 of each history endpoint for a 30-day
+# range. The database is dropped at the end.
+#
+#   bench/history.sh                       # 10M events, 200 requests per endpoint
+#   SESSIONS=100000 bench/history.sh       # a quicker 1M-event run
+#
+# Needs: a PostgreSQL server whose user may create databases
+# (BENCH_ADMIN_URL, default postgres://postgres@127.0.0.1:5432/postgres),
+# psql, python3. Results: docs/benchmarks.md, "Historical API".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ADMIN_URL=${BENCH_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+DB=${BENCH_DB:-beacon_bench_history}
+SESSIONS=${SESSIONS:-1000000}
+REQUESTS=${REQUESTS:-200}
+PORT=${PORT:-4097}
+TOKEN=bench-read-token
+DB_URL="${ADMIN_URL%/*}/$DB"
+
+if pgrep -f bench/ingest.sh >/dev/null; then
+  echo "bench/ingest.sh is running; wait for it to finish (2 cores)" >&2
+  exit 1
+fi
+
+cargo build --release --quiet --bin beacon
+BEACON=target/release/beacon
+
+cleanup() {
+  [[ -n ${SERVER:-} ]] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
+  psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+}
+trap cleanup EXIT
+
+psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+RUST_LOG=warn $BEACON migrate --database-url "$DB_URL"
+
+# Data ends now and starts 90 days earlier; sessions start evenly spread,
+# events are 30 s apart.
+NOW_US=$(( $(date +%s) * 1000000 ))
+echo "loading $((SESSIONS * 10)) events ..."
+START=$(date +%s)
+psql -q -v ON_ERROR_STOP=1 "$DB_URL" \
+  -v sessions="$SESSIONS" -v now_us="$NOW_US" -f bench/history/load.sql
+echo "loaded in $(( $(date +%s) - START )) s"
+
+START=$(date +%s)
+RUST_LOG=info $BEACON rollup --rebuild --database-url "$DB_URL"
+REBUILD_S=$(( $(date +%s) - START ))
+psql -q -At "$DB_URL" -c "SELECT 'events ' || (SELECT COUNT(*) FROM events) || ', sessions ' || (SELECT COUNT(*) FROM sessions) || ', rollup rows: seen ' || (SELECT COUNT(*) FROM rollup_seen) || ', counts ' || (SELECT COUNT(*) FROM rollup_counts) || ', visitors ' || (SELECT COUNT(*) FROM rollup_visitors) || ', session ' || (SELECT COUNT(*) FROM rollup_session) || ', stats ' || (SELECT COUNT(*) FROM rollup_stats) || ', rebuild ${REBUILD_S} s'"
+
+RUST_LOG=warn BEACON_READ_TOKEN=$TOKEN $BEACON --database-url "$DB_URL" \
+  --bind "127.0.0.1:$PORT" --http-workers 2 &
+SERVER=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$PORT/up" >/dev/null && break
+  sleep 0.2
+done
+
+python3 bench/history/measure.py "http://127.0.0.1:$PORT" "$TOKEN" "$NOW_US" "$REQUESTS" "$SESSIONS"

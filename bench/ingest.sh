@@ -1,0 +1,376 @@
+#!/usr/bin/env bash
+# Ingest benchmark: every scenario of issue 4 in one run, one table at the end.
+#
+#   bench/ingest.sh            full run (release build, 20 s per scenario)
+#   bench/ingest.sh --smoke    a few seconds per scenario, small load (CI);
+#                              uses the debug build that the tests already made
+#
+# Options: --duration SECONDS, --connections N, --copy-rows N, --profile
+# release|dev, --keep (keep the temp dir and databases for inspection).
+# Environment: BENCH_PG (default postgres://postgres@127.0.0.1:5432), the
+# PostgreSQL server to create the benchmark databases on (trust auth or a
+# password in the URL); BENCH_PG_PARAMS (default sslmode=disable: the server
+# is on this machine, and Beacon and psql's COPY get the same setting; set
+# it empty to measure with TLS); BENCH_SERVER_FLAGS, extra flags for every
+# `beacon serve` (e.g. "--writers 4"); BENCH_BEACON, a beacon binary to
+# measure instead of the one built here (to compare before and after).
+#
+# Everything runs on 127.0.0.1, bounded in time; the script starts and stops
+# its own server by PID, creates its own databases and SQLite files, and
+# removes them at the end, also on failure. Numbers are printed, never
+# asserted: the only failures are broken scenarios and failed verifications.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MODE=full
+DURATION=20
+CONNECTIONS=64
+COPY_ROWS=1000000
+PROFILE=release
+KEEP=0
+while (($#)); do
+    case "$1" in
+    --smoke)
+        MODE=smoke DURATION=3 CONNECTIONS=8 COPY_ROWS=20000 PROFILE=dev
+        ;;
+    --duration) DURATION=$2 && shift ;;
+    --connections) CONNECTIONS=$2 && shift ;;
+    --copy-rows) COPY_ROWS=$2 && shift ;;
+    --profile) PROFILE=$2 && shift ;;
+    --keep) KEEP=1 ;;
+    -h | --help)
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+        exit 0
+        ;;
+    *)
+        echo "unknown option $1 (see --help)" >&2
+        exit 2
+        ;;
+    esac
+    shift
+done
+
+BENCH_PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
+BENCH_PG_PARAMS=${BENCH_PG_PARAMS-sslmode=disable}
+BENCH_SERVER_FLAGS=${BENCH_SERVER_FLAGS:-}
+RUN=$$
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/beacon-bench.XXXXXX")
+DATABASES=()
+SERVER_PID=
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() {
+    log "FAILED: $*"
+    exit 1
+}
+
+cleanup() {
+    local status=$?
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    if ((KEEP)); then
+        log "kept $TMP and databases: ${DATABASES[*]:-none}"
+    else
+        for db in "${DATABASES[@]}"; do
+            psql "$BENCH_PG/postgres" -qAtc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" \
+                >/dev/null 2>&1 || log "could not drop database $db"
+        done
+        rm -rf "$TMP"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- build ----
+command -v psql >/dev/null || die "psql is needed (apt-get install postgresql-client)"
+command -v sqlite3 >/dev/null || die "sqlite3 is needed (apt-get install sqlite3)"
+psql "$BENCH_PG/postgres" -qAtc 'select 1' >/dev/null || die "cannot reach PostgreSQL at $BENCH_PG"
+
+log "building beacon and beacon-loadgen ($PROFILE profile)"
+(cd "$ROOT" && cargo build --profile "$PROFILE" -p beacon -p beacon-loadgen --quiet)
+DIR=$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+BEACON=${BENCH_BEACON:-"$ROOT/target/$DIR/beacon"}
+LOADGEN="$ROOT/target/$DIR/beacon-loadgen"
+
+# ---------------------------------------------------------------- helpers --
+# Field of the loadgen's one-line JSON.
+field() { sed -E "s/.*\"$2\":\"?([^,\"}]*).*/\1/" <<<"$1"; }
+
+free_port() {
+    local port
+    for _ in $(seq 1 50); do
+        port=$((20000 + RANDOM % 20000))
+        ss -Htln "sport = :$port" | grep -q . || {
+            echo "$port"
+            return
+        }
+    done
+    die "no free port"
+}
+
+# Creates a database and sets PG_URL to it. Not for $(...): the cleanup
+# must see the name, so it is recorded in this shell.
+new_pg_db() {
+    local db="beacon_bench_${RUN}_$1"
+    DATABASES+=("$db")
+    psql "$BENCH_PG/postgres" -qAtc "CREATE DATABASE \"$db\"" >/dev/null
+    PG_URL="$BENCH_PG/$db${BENCH_PG_PARAMS:+?$BENCH_PG_PARAMS}"
+}
+
+# utime + stime of a process, in clock ticks.
+ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# CPU ticks of every PostgreSQL process, as "pid ticks" lines.
+pg_ticks() {
+    local pid
+    for pid in $(pgrep -x postgres || true); do
+        echo "$pid $(ticks "$pid")"
+    done
+}
+
+# Ticks PostgreSQL used between two pg_ticks snapshots (new processes from 0).
+pg_ticks_diff() {
+    awk 'NR == FNR { before[$1] = $2; next } { total += $2 - before[$1] } END { print total + 0 }' \
+        "$1" "$2"
+}
+
+start_server() { # url, flags...
+    local url=$1 port
+    shift
+    port=$(free_port)
+    # shellcheck disable=SC2086
+    RUST_LOG=warn "$BEACON" serve --bind "127.0.0.1:$port" --database-url "$url" \
+        $BENCH_SERVER_FLAGS "$@" >>"$TMP/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do
+        if curl -fsS -o /dev/null "http://127.0.0.1:$port/up" 2>/dev/null; then
+            PORT=$port
+            return
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -20 "$TMP/server.log" >&2
+    die "the server did not start"
+}
+
+stop_server() {
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 150); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        log "the server did not stop in 15 s; killing it"
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
+ROWS=()
+row() { ROWS+=("$(printf '%s\t' "$@")"); }
+
+# Runs the loadgen against the running server and records one table row.
+# name, backend (pg URL | sqlite path | none), loadgen args...
+measure() {
+    local name=$1 store=$2
+    shift 2
+    local acked="$TMP/$name.acked" out cpu0 cpu1 pg0="$TMP/pg0" pg1="$TMP/pg1"
+    cpu0=$(ticks "$SERVER_PID")
+    pg_ticks >"$pg0"
+    out=$("$LOADGEN" --url "http://127.0.0.1:$PORT$PATH_" --connections "$CONNECTIONS" \
+        --duration "$DURATION" --run-id "r$RUN$name" --acked-file "$acked" "$@")
+    cpu1=$(ticks "$SERVER_PID")
+    pg_ticks >"$pg1"
+    local rss
+    rss=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status")
+    echo "$out" >"$TMP/$name.json"
+    log "$name: $out"
+    local verify=-
+    case "$store" in
+    postgres*) verify=$(verify_pg "$store" "$acked" "$out") ;;
+    sqlite*) verify=$(verify_sqlite "${store#sqlite://}" "$acked" "$out") ;;
+    esac
+    local events_s
+    events_s=$(field "$out" events_per_s)
+    if [[ $store == none ]]; then
+        # Nothing is stored: report the events the server parsed (or read).
+        events_s=$(awk -v e="$(field "$out" events_sent)" -v s="$(field "$out" elapsed_s)" \
+            'BEGIN { printf "%.1f", e / s }')
+    fi
+    row "$name" "$events_s" "$(field "$out" req_per_s)" "$(field "$out" p50_ms)" \
+        "$(field "$out" p99_ms)" "$(field "$out" p999_ms)" \
+        "$(awk -v t=$((cpu1 - cpu0)) -v h="$CLK_TCK" 'BEGIN { printf "%.1f", t / h }')" \
+        "$(awk -v t="$(pg_ticks_diff "$pg0" "$pg1")" -v h="$CLK_TCK" 'BEGIN { printf "%.1f", t / h }')" \
+        "$rss" \
+        "$(field "$out" req_2xx)/$(field "$out" req_4xx)/$(field "$out" req_5xx)/$(field "$out" req_err)" \
+        "$verify"
+    LAST=$out
+}
+
+# Verdict line: stored == acknowledged, no duplicates, none missing.
+verdict() { # stored distinct missing acked errors
+    local stored=$1 distinct=$2 missing=$3 acked=$4 errors=$5
+    local extra=$((stored - (acked - missing)))
+    if ((missing > 0 || stored != distinct)); then
+        echo "FAIL stored=$stored acked=$acked missing=$missing dup=$((stored - distinct))"
+    elif ((extra > 0 && errors == 0)); then
+        echo "FAIL stored=$stored acked=$acked (unacked extra=$extra)"
+    elif ((extra > 0)); then
+        echo "ok $stored=$acked+$extra unacked"
+    else
+        echo "ok $stored=$acked"
+    fi
+}
+
+verify_pg() { # url acked-file loadgen-json
+    local acked errors
+    acked=$(wc -l <"$2")
+    errors=$(($(field "$3" req_5xx) + $(field "$3" req_err) + $(field "$3" req_partial)))
+    [[ $acked == "$(field "$3" events_acked)" ]] || log "acked file has $acked ids, loadgen counted $(field "$3" events_acked)"
+    local counts
+    counts=$(psql "$1" -qAt -F ' ' <<SQL
+CREATE TEMP TABLE acked (public_id text PRIMARY KEY);
+\copy acked FROM '$2'
+SELECT (SELECT count(*) FROM events), (SELECT count(DISTINCT public_id) FROM events),
+       (SELECT count(*) FROM acked) -
+       (SELECT count(DISTINCT e.public_id) FROM events e JOIN acked a USING (public_id));
+SQL
+    )
+    # shellcheck disable=SC2086
+    verdict $(tail -1 <<<"$counts") "$acked" "$errors"
+}
+
+verify_sqlite() { # path acked-file loadgen-json
+    local acked errors
+    acked=$(wc -l <"$2")
+    errors=$(($(field "$3" req_5xx) + $(field "$3" req_err) + $(field "$3" req_partial)))
+    local counts
+    counts=$(sqlite3 -separator ' ' "$1" <<SQL
+CREATE TEMP TABLE acked (public_id text PRIMARY KEY);
+.import '$2' acked
+SELECT (SELECT count(*) FROM events), (SELECT count(DISTINCT public_id) FROM events),
+       (SELECT count(*) FROM acked) -
+       (SELECT count(DISTINCT e.public_id) FROM events e JOIN acked a USING (public_id));
+SQL
+    )
+    # shellcheck disable=SC2086
+    verdict $(tail -1 <<<"$counts") "$acked" "$errors"
+}
+
+# -------------------------------------------------------------- scenarios --
+log "mode $MODE: ${DURATION}s per scenario, $CONNECTIONS connections, batches of 1 and 5 events"
+PATH_=/track
+
+# 1a. HTTP ceiling: a route that does no work, on the same binary.
+if "$BEACON" --help | grep -q -- --bench-routes; then
+    start_server "sqlite://$TMP/noop.db" --bench-routes
+    PATH_=/bench/noop
+    measure "1a-http-noop" none
+    stop_server
+    PATH_=/track
+else
+    log "1a skipped: this beacon has no --bench-routes (no-op route)"
+    row "1a-http-noop" n/a n/a n/a n/a n/a n/a n/a n/a n/a "no route"
+fi
+
+# 1b. HTTP + parse ceiling: /track with events that fail validation (400),
+# so the body is read and parsed but nothing is queued or stored.
+start_server "sqlite://$TMP/parse.db"
+measure "1b-http-parse-400" none --payload invalid
+stop_server
+
+# 1c. Database ceiling: the same rows written with COPY through psql.
+new_pg_db copy
+copy_url=$PG_URL
+DATABASE_URL=$copy_url "$BEACON" migrate >>"$TMP/server.log" 2>&1
+sessions=$(((COPY_ROWS + 11) / 12)) # 4 requests of 3 events per session
+now_us=$(($(date +%s) * 1000000))
+awk -v n="$sessions" -v t="$now_us" -v r="$RUN" 'BEGIN { OFS = "\t"
+    for (i = 0; i < n; i++)
+        print "copy-" r "-" i, "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", \
+            "https://www.google.com/", "https://portfolio.example/", "Germany", "Berlin", t, t }' \
+    >"$TMP/sessions.tsv"
+awk -v n="$COPY_ROWS" -v t="$now_us" -v r="$RUN" 'BEGIN { OFS = "\t"
+    kinds[0] = "click"; kinds[1] = "scroll"; kinds[2] = "click"; kinds[3] = "heartbeat"
+    for (i = 0; i < n; i++) {
+        k = (i % 12 == 0) ? "visit" : kinds[i % 4]
+        label = "\\N"; data = "{\"depth\":50}"
+        if (k == "visit") data = "{\"city\":\"Berlin\",\"country\":\"Germany\",\"ip\":\"203.0.11...\",\"page_title\":\"Portfolio | Home\",\"region\":\"Land Berlin\",\"viewport\":\"1440x900\"}"
+        if (k == "click") { label = "Projects"; data = "{\"element_text\":\"Projects\",\"element_type\":\"a\",\"label\":\"Projects\"}" }
+        if (k == "heartbeat") data = "{\"active_time\":12,\"uptime\":30}"
+        print "copy-" r "-" i, int(i / 12) + 1, k, "https://portfolio.example/", "https://www.google.com/", \
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", \
+            label, data, t + i, t + i
+    } }' >"$TMP/events.tsv"
+t0=$(date +%s.%N)
+psql "$copy_url" -qAt -v ON_ERROR_STOP=1 \
+    -c "\\copy sessions (token, user_agent, referrer, entry_url, country, city, first_seen, last_seen) FROM '$TMP/sessions.tsv'" \
+    -c "\\copy events (public_id, session_id, kind, url, referrer, user_agent, label, metadata, occurred_at, received_at) FROM '$TMP/events.tsv'" \
+    >/dev/null
+t1=$(date +%s.%N)
+stored=$(psql "$copy_url" -qAtc "SELECT count(*) FROM events")
+copy_verify=$([[ $stored == "$COPY_ROWS" ]] && echo "ok $stored=$COPY_ROWS" || echo "FAIL stored=$stored")
+COPY_EPS=$(awk -v n="$COPY_ROWS" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
+# (PostgreSQL CPU is not shown: psql's backend exits before it can be read.)
+row "1c-pg-copy-psql" "$COPY_EPS" - - - - - - - "$COPY_ROWS rows" "$copy_verify"
+log "1c-pg-copy-psql: $COPY_ROWS events (+$sessions sessions) in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
+
+# 2. /track on PostgreSQL, group commit (defaults).
+new_pg_db group
+pg2=$PG_URL
+start_server "$pg2"
+measure "2-pg-group-commit" "$pg2"
+GROUP_REQ_S=$(field "$LAST" req_per_s)
+GROUP_EPS=$(field "$LAST" events_per_s)
+stop_server
+
+# 3. /track on PostgreSQL, one commit per request.
+new_pg_db single
+pg3=$PG_URL
+start_server "$pg3" --batch-max 1
+measure "3-pg-batch-max-1" "$pg3"
+SINGLE_EPS=$(field "$LAST" events_per_s)
+stop_server
+
+# 4. /track on SQLite, group commit.
+start_server "sqlite://$TMP/sqlite-group.db"
+measure "4-sqlite-group-commit" "sqlite://$TMP/sqlite-group.db"
+stop_server
+
+# 5. Fixed rate at half of scenario 2's throughput (latency from the
+# intended send time).
+RATE=$(awk -v r="$GROUP_REQ_S" 'BEGIN { printf "%.0f", r / 2 }')
+new_pg_db fixed
+pg5=$PG_URL
+start_server "$pg5"
+measure "5-pg-fixed-rate" "$pg5" --rate "$RATE"
+stop_server
+
+# ------------------------------------------------------------------ table --
+echo
+echo "Beacon ingest benchmark ($MODE): $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores," \
+    "git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')," \
+    "PostgreSQL $(psql "$BENCH_PG/postgres" -qAtc 'SHOW server_version' | cut -d' ' -f1)," \
+    "profile $PROFILE, ${BENCH_PG_PARAMS:-TLS as libpq prefers}, beacon $BEACON"
+echo "${DURATION}s per scenario, $CONNECTIONS connections, batches of 1 and 5 events," \
+    "a new session every 4 requests; scenario 5 at $RATE req/s"
+{
+    printf 'scenario\tevents/s\treq/s\tp50 ms\tp99 ms\tp99.9 ms\tsrv CPU s\tpg CPU s\tpeak RSS MB\t2xx/4xx/5xx/err\tverification\n'
+    printf '%s\n' "${ROWS[@]}"
+} | column -t -s $'\t'
+echo
+awk -v g="$GROUP_EPS" -v s="$SINGLE_EPS" -v c="$COPY_EPS" 'BEGIN {
+    printf "group commit / batch-max 1: %.1fx    group commit / COPY ceiling: %.0f%%\n", \
+        (s > 0 ? g / s : 0), (c > 0 ? 100 * g / c : 0) }'
+echo "raw loadgen output: $TMP/*.json (removed at exit unless --keep)"
+
+failed=0
+for r in "${ROWS[@]}"; do
+    [[ $r == *FAIL* ]] && failed=1
+done
+((failed == 0)) || die "a verification failed"

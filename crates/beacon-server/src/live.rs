@@ -1,0 +1,260 @@
+//! Live metrics and their broadcast to `/stream` clients.
+//!
+//! One [`LiveMetrics`] is fed by the writers with committed events. One
+//! broadcaster task takes a snapshot per tick, serializes it **once** into a
+//! complete SSE frame, and publishes the same bytes (reference-counted, never
+//! copied) to every client through a bounded broadcast channel. A client that
+//! does not keep up skips to the newest frame; it can never grow memory or
+//! hold back the others, and it costs ingestion nothing.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use beacon_metrics::{LiveConfig, LiveEvent, LiveMetrics, Snapshot};
+use beacon_store::StoredEvent;
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Frames kept for clients that fall behind; a client further behind skips
+/// to the newest.
+const BROADCAST_CAPACITY: usize = 4;
+
+/// What the broadcaster publishes: a frame, or the end of all streams.
+#[derive(Clone)]
+pub(crate) enum Frame {
+    Data(Bytes),
+    Close,
+}
+
+/// The snapshot as sent: the metrics' fields plus the server's own.
+#[derive(Serialize)]
+struct Tick<'a> {
+    #[serde(flatten)]
+    snapshot: &'a Snapshot,
+    /// True when the database is unreachable: the figures are the last ones
+    /// known and may be behind.
+    stale: bool,
+}
+
+/// Live state shared by the writers, the broadcaster and `/stream`.
+pub struct Live {
+    metrics: Mutex<LiveMetrics>,
+    frames: broadcast::Sender<Frame>,
+    latest: RwLock<Bytes>,
+    sequence: AtomicU64,
+    open_streams: AtomicUsize,
+    closed: AtomicBool,
+    stale: AtomicBool,
+    committed: AtomicU64,
+    retry: Duration,
+}
+
+impl Live {
+    /// Empty live state; `interval` is the tick (used as the client's
+    /// reconnection delay too).
+    pub fn new(config: LiveConfig, interval: Duration) -> Self {
+        let (frames, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let mut metrics = LiveMetrics::new(config);
+        // The aggregator's clock starts at the epoch; set it to now so that
+        // events are judged against the present from the first one.
+        metrics.expire(Utc::now());
+        Self {
+            metrics: Mutex::new(metrics),
+            frames,
+            latest: RwLock::new(Bytes::new()),
+            sequence: AtomicU64::new(0),
+            open_streams: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            stale: AtomicBool::new(false),
+            committed: AtomicU64::new(0),
+            retry: interval.clamp(Duration::from_secs(1), Duration::from_secs(30)),
+        }
+    }
+
+    /// Feeds newly committed events (called by the writers after each
+    /// commit).
+    pub fn record(&self, events: &[StoredEvent]) {
+        self.committed
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.feed(events);
+    }
+
+    /// Feeds events to the aggregator without counting them as committed
+    /// now (warm-up).
+    fn feed(&self, events: &[StoredEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let converted: Vec<LiveEvent> = events.iter().map(live_event).collect();
+        let mut evicted = Vec::with_capacity(converted.len());
+        if let Ok(mut metrics) = self.metrics.lock() {
+            for event in converted {
+                evicted.push(metrics.record_evict(event));
+            }
+        }
+        // Freed after the lock is released: freeing an event costs more
+        // than aggregating it, and the broadcaster waits on this lock.
+        drop(evicted);
+    }
+
+    /// Marks the figures as stale (database unreachable) or fresh.
+    pub fn set_stale(&self, stale: bool) {
+        self.stale.store(stale, Ordering::Relaxed);
+    }
+
+    /// True while the figures may be behind because the database is away.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    /// Builds one snapshot at `now`, serializes it once into a frame and
+    /// publishes it to every client.
+    pub fn tick(&self, now: DateTime<Utc>) {
+        let snapshot = match self.metrics.lock() {
+            Ok(mut metrics) => metrics.snapshot(now),
+            Err(_) => return,
+        };
+        let tick = Tick {
+            snapshot: &snapshot,
+            stale: self.stale.load(Ordering::Relaxed),
+        };
+        let json = match serde_json::to_string(&tick) {
+            Ok(json) => json,
+            Err(e) => {
+                log::error!("cannot serialize the live snapshot: {e}");
+                return;
+            }
+        };
+        let id = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        let frame = Bytes::from(format!("id: {id}\ndata: {json}\n\n: heartbeat\n\n"));
+        if let Ok(mut latest) = self.latest.write() {
+            *latest = frame.clone();
+        }
+        // No receivers is not an error: nobody is watching.
+        let _ = self.frames.send(Frame::Data(frame));
+    }
+
+    /// The opening of a new stream: reconnection delay, the `stream-open`
+    /// message, and the latest snapshot so the dashboard fills at once.
+    pub(crate) fn open(&self, now: DateTime<Utc>) -> (Bytes, broadcast::Receiver<Frame>) {
+        let receiver = self.frames.subscribe();
+        let mut first = format!(
+            "retry: {}\ndata: {{\"timestamp\":\"{}\",\"message\":\"stream-open\"}}\n\n",
+            self.retry.as_millis(),
+            now.to_rfc3339_opts(SecondsFormat::Secs, true)
+        )
+        .into_bytes();
+        if let Ok(latest) = self.latest.read() {
+            first.extend_from_slice(&latest);
+        }
+        (Bytes::from(first), receiver)
+    }
+
+    /// Ends every open stream (at shutdown) and refuses new ones.
+    pub fn close_streams(&self) {
+        self.closed.store(true, Ordering::Release);
+        let _ = self.frames.send(Frame::Close);
+    }
+
+    /// True once [`Live::close_streams`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Open `/stream` connections right now.
+    pub fn open_streams(&self) -> usize {
+        self.open_streams.load(Ordering::Relaxed)
+    }
+
+    /// Registers an open stream until the guard is dropped.
+    pub(crate) fn stream_guard(self: &Arc<Self>) -> StreamGuard {
+        self.open_streams.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(Arc::clone(self))
+    }
+
+    /// Events committed (and new) since start.
+    pub fn committed_events(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    /// Active sessions tracked right now.
+    pub fn active_sessions(&self) -> usize {
+        self.metrics.lock().map_or(0, |m| m.active_sessions())
+    }
+}
+
+/// Counts a stream as open while it lives.
+pub(crate) struct StreamGuard(Arc<Live>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn live_event(e: &StoredEvent) -> LiveEvent {
+    LiveEvent {
+        id: e.id,
+        kind: e.kind.clone(),
+        session: e.session_token.clone(),
+        url: e.url.clone(),
+        referrer: e.referrer.clone(),
+        timestamp: e.occurred_at(),
+        metadata: serde_json::from_str(&e.metadata).unwrap_or_default(),
+    }
+}
+
+/// Ticks until the streams are closed: the first snapshot at once, then one
+/// per `interval`. While the figures are stale (the last commit found the
+/// database away) it checks the database each tick, so `stale` clears when
+/// it returns even without traffic.
+pub async fn run_broadcaster(live: Arc<Live>, store: beacon_store::Store, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if live.is_closed() {
+            break;
+        }
+        if live.is_stale() {
+            let store = store.clone();
+            let up = matches!(actix_web::web::block(move || store.ping()).await, Ok(Ok(())));
+            live.set_stale(!up);
+        }
+        live.tick(Utc::now());
+    }
+}
+
+/// How far back the warm-up reads events one by one: the active and minute
+/// windows need them all; older figures are not affected by a restart gap
+/// this short.
+const WARM_UP_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+/// Most events read one by one at warm-up, to bound start time.
+const WARM_UP_MAX_EVENTS: i64 = 500_000;
+
+/// Fills the live state from storage after a restart, so the dashboard does
+/// not blank: the events of the last minutes and the most recent events.
+pub fn warm_up(store: &beacon_store::Store, live: &Live) -> Result<(), beacon_store::StoreError> {
+    let now = Utc::now();
+    let cutoff = now - WARM_UP_WINDOW;
+    let window = store.events_since(cutoff, WARM_UP_MAX_EVENTS)?;
+    let recent: Vec<StoredEvent> = store
+        .recent_events(25)?
+        .into_iter()
+        .filter(|e| e.occurred_at() < cutoff)
+        .rev()
+        .collect();
+    live.feed(&recent);
+    live.feed(&window);
+    live.tick(now);
+    if !window.is_empty() || !recent.is_empty() {
+        log::info!(
+            "live metrics warmed up with {} events",
+            window.len() + recent.len()
+        );
+    }
+    Ok(())
+}

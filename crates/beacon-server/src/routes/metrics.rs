@@ -1,0 +1,31 @@
+//! `GET /metrics`: operational gauges in the Prometheus text format.
+
+use actix_web::{web, HttpResponse};
+
+use crate::state::AppState;
+
+/// Open streams, queued events, committed events, active sessions.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let live = &state.live;
+    let body = format!(
+        "# HELP beacon_open_streams Open /stream connections.\n\
+         # TYPE beacon_open_streams gauge\n\
+         beacon_open_streams {}\n\
+         # HELP beacon_ingest_queued_events Events waiting for a commit.\n\
+         # TYPE beacon_ingest_queued_events gauge\n\
+         beacon_ingest_queued_events {}\n\
+         # HELP beacon_committed_events_total New events committed since start.\n\
+         # TYPE beacon_committed_events_total counter\n\
+         beacon_committed_events_total {}\n\
+         # HELP beacon_active_sessions Sessions active in the live window.\n\
+         # TYPE beacon_active_sessions gauge\n\
+         beacon_active_sessions {}\n",
+        live.open_streams(),
+        state.ingestor.queued(),
+        live.committed_events(),
+        live.active_sessions(),
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(body)
+}

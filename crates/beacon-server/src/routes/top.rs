@@ -1,0 +1,74 @@
+//! `GET /top-pages`, `GET /top-referrers`, `GET /top-clicks`: the items with
+//! the most events over a range, with their distinct visitors, from the
+//! rollups.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use beacon_store::rollup::{quarter_of, QUARTER_US};
+use beacon_store::TopDimension;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Map, Value};
+
+use super::params::{blocking, rfc3339, Params};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `GET /top-pages`: urls of page views.
+pub async fn pages(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    top(req, state, TopDimension::Pages, "url").await
+}
+
+/// `GET /top-referrers`: referrers of page views.
+pub async fn referrers(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    top(req, state, TopDimension::Referrers, "referrer").await
+}
+
+/// `GET /top-clicks`: labels of clicks.
+pub async fn clicks(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    top(req, state, TopDimension::Clicks, "label").await
+}
+
+async fn top(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    dimension: TopDimension,
+    field: &'static str,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(req.query_string())?;
+    let tz = p.tz()?;
+    let to = p.time("to", tz)?.unwrap_or_else(Utc::now);
+    let from = p.time("from", tz)?.unwrap_or(to - Duration::days(30));
+    if from >= to {
+        return Err(ApiError::BadParameter {
+            name: "from",
+            message: "must be before to".to_owned(),
+        });
+    }
+    if to - from > Duration::days(400) {
+        return Err(ApiError::RangeTooLarge { max: "400 days" });
+    }
+    let limit = p.limit(10, 100)?;
+    // The rollups' finest unit is a quarter: the range is widened to whole
+    // quarters, and the response says which range was counted.
+    let from_q = quarter_of(from.timestamp_micros());
+    let to_q = quarter_of(to.timestamp_micros() - 1) + 1;
+    let store = state.store.clone();
+    let items = blocking(move || store.top(dimension, from_q, to_q, limit)).await?;
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|t| {
+            let mut o = Map::new();
+            o.insert(field.to_owned(), Value::String(t.item));
+            o.insert("count".to_owned(), t.count.into());
+            o.insert("visitors".to_owned(), t.visitors.into());
+            Value::Object(o)
+        })
+        .collect();
+    let at = |q: i64| rfc3339(DateTime::from_timestamp_micros(q * QUARTER_US).unwrap_or_default());
+    Ok(HttpResponse::Ok().json(json!({"from": at(from_q), "to": at(to_q), "items": items})))
+}

@@ -1,0 +1,478 @@
+//! Read queries of the historical API: session and event lists with keyset
+//! pagination, and stats and top lists from the rollups (see `rollup.rs`).
+//! Written once for both backends, with `?` placeholders.
+
+use diesel::pg::Pg;
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sqlite::Sqlite;
+use diesel::{sql_query, QueryableByName, RunQueryDsl};
+
+use crate::rollup::{
+    DIM_ALL, DIM_CLICK, DIM_PAGE, DIM_REFERRER, GRAIN_DAY, GRAIN_QUARTER, QUARTERS_PER_DAY,
+};
+use crate::rows::from_micros;
+use crate::store::Pools;
+use crate::{Store, StoreError, StoredEvent};
+
+/// A session with its counters, as `/sessions` lists it.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct SessionSummary {
+    /// Database id (second half of the pagination key).
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    /// The pixel's session token.
+    #[diesel(sql_type = Text)]
+    pub token: String,
+    /// User agent of the session's first event.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub user_agent: Option<String>,
+    /// Referrer of the session's first event.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub referrer: Option<String>,
+    /// Url of the session's first page view.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub entry_url: Option<String>,
+    /// `data.country` of the first page view.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub country: Option<String>,
+    /// `data.city` of the first page view.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub city: Option<String>,
+    /// Earliest event time, microseconds since the Unix epoch.
+    #[diesel(sql_type = BigInt)]
+    pub first_seen_us: i64,
+    /// Latest event time, microseconds since the Unix epoch.
+    #[diesel(sql_type = BigInt)]
+    pub last_seen_us: i64,
+    /// Events stored for the session.
+    #[diesel(sql_type = BigInt)]
+    pub events: i64,
+    /// `visit` events stored for the session.
+    #[diesel(sql_type = BigInt)]
+    pub page_views: i64,
+}
+
+impl SessionSummary {
+    /// Earliest event time.
+    pub fn first_seen(&self) -> chrono::DateTime<chrono::Utc> {
+        from_micros(self.first_seen_us)
+    }
+    /// Latest event time.
+    pub fn last_seen(&self) -> chrono::DateTime<chrono::Utc> {
+        from_micros(self.last_seen_us)
+    }
+}
+
+/// Which sessions `/sessions` lists: newest first by `(first_seen, id)`.
+#[derive(Debug, Clone, Default)]
+pub struct SessionQuery {
+    /// First seen at or after (microseconds).
+    pub from_us: Option<i64>,
+    /// First seen before (microseconds).
+    pub to_us: Option<i64>,
+    /// Exact country.
+    pub country: Option<String>,
+    /// Initial referrer starting with this.
+    pub referrer: Option<String>,
+    /// Continue after this `(first_seen, id)` (exclusive, going older).
+    pub before: Option<(i64, i64)>,
+    /// Most rows.
+    pub limit: i64,
+}
+
+/// Which events `/events` lists: oldest first by `(occurred_at, id)`.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Event time at or after (microseconds).
+    pub from_us: Option<i64>,
+    /// Event time before (microseconds).
+    pub to_us: Option<i64>,
+    /// Exact event type.
+    pub kind: Option<String>,
+    /// Session token.
+    pub session: Option<String>,
+    /// Url starting with this.
+    pub url_prefix: Option<String>,
+    /// Exact click label.
+    pub label: Option<String>,
+    /// Continue after this `(occurred_at, id)` (exclusive).
+    pub after: Option<(i64, i64)>,
+    /// Most rows.
+    pub limit: i64,
+}
+
+/// Figures of one stats bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketFigures {
+    /// `visit` events.
+    pub page_views: i64,
+    /// Distinct sessions with at least one event in the bucket (exact).
+    pub visitors: i64,
+    /// Events of any type.
+    pub events: i64,
+    /// `click` events.
+    pub clicks: i64,
+    /// Sessions whose first event is in the bucket.
+    pub sessions_started: i64,
+    /// Summed duration (last seen − first seen) of those sessions, µs.
+    pub duration_sum_us: i64,
+}
+
+/// What a top list ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopDimension {
+    /// Urls of page views.
+    Pages,
+    /// Referrers of page views.
+    Referrers,
+    /// Click labels (`unknown` when a click has none).
+    Clicks,
+}
+
+/// One line of a top list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopItem {
+    /// Url, referrer or label.
+    pub item: String,
+    /// Events (page views or clicks) in the range.
+    pub count: i64,
+    /// Distinct sessions with such an event in the range (exact).
+    pub visitors: i64,
+}
+
+/// A bind value.
+enum Param {
+    Int(i64),
+    Text(String),
+}
+
+fn pg_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Runs `sql` (with `?` placeholders, none inside literals) on the
+/// configured backend.
+fn load<T>(store: &Store, sql: &str, params: &[Param]) -> Result<Vec<T>, StoreError>
+where
+    T: QueryableByName<Pg> + QueryableByName<Sqlite> + 'static,
+{
+    match &*store.pools {
+        Pools::Pg(pool) => {
+            let mut conn = pool.get()?;
+            let mut q = sql_query(pg_placeholders(sql)).into_boxed::<Pg>();
+            for p in params {
+                q = match p {
+                    Param::Int(v) => q.bind::<BigInt, _>(*v),
+                    Param::Text(s) => q.bind::<Text, _>(s.as_str()),
+                };
+            }
+            Ok(q.load(&mut conn)?)
+        }
+        Pools::Sqlite(pool) => {
+            let mut conn = pool.get()?;
+            let mut q = sql_query(sql).into_boxed::<Sqlite>();
+            for p in params {
+                q = match p {
+                    Param::Int(v) => q.bind::<BigInt, _>(*v),
+                    Param::Text(s) => q.bind::<Text, _>(s.as_str()),
+                };
+            }
+            Ok(q.load(&mut conn)?)
+        }
+    }
+}
+
+const EVENT_COLUMNS: &str = "e.id, e.public_id, s.token AS session_token, e.kind, e.url, \
+     e.referrer, e.user_agent, e.label, e.metadata, e.occurred_at AS occurred_at_us, \
+     e.received_at AS received_at_us FROM events e JOIN sessions s ON s.id = e.session_id";
+
+const SUMMARY_COLUMNS: &str = "s.id, s.token, s.user_agent, s.referrer, s.entry_url, \
+     s.country, s.city, s.first_seen AS first_seen_us, s.last_seen AS last_seen_us, \
+     COALESCE(r.events, 0) AS events, COALESCE(r.page_views, 0) AS page_views \
+     FROM sessions s LEFT JOIN rollup_session r ON r.session_id = s.id";
+
+#[derive(QueryableByName)]
+struct StatsRow {
+    #[diesel(sql_type = BigInt)]
+    quarter: i64,
+    #[diesel(sql_type = BigInt)]
+    events: i64,
+    #[diesel(sql_type = BigInt)]
+    page_views: i64,
+    #[diesel(sql_type = BigInt)]
+    clicks: i64,
+    #[diesel(sql_type = BigInt)]
+    sessions: i64,
+    #[diesel(sql_type = BigInt)]
+    duration_us: i64,
+}
+
+#[derive(QueryableByName)]
+struct VisitorRow {
+    #[diesel(sql_type = BigInt)]
+    unit: i64,
+    #[diesel(sql_type = BigInt)]
+    prev: i64,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct ItemTotal {
+    #[diesel(sql_type = Text)]
+    item: String,
+    #[diesel(sql_type = BigInt)]
+    total: i64,
+}
+
+/// A range of quarters cut into rollup units: whole UTC days inside, and
+/// quarters at the edges. As SQL: `(grain, unit)` conditions and their binds.
+fn units_condition(from_q: i64, to_q: i64) -> (String, Vec<Param>) {
+    let d1 = (from_q + QUARTERS_PER_DAY - 1).div_euclid(QUARTERS_PER_DAY);
+    let d2 = to_q.div_euclid(QUARTERS_PER_DAY);
+    let ranges = if d1 < d2 {
+        vec![
+            (GRAIN_QUARTER, from_q, d1 * QUARTERS_PER_DAY),
+            (GRAIN_DAY, d1, d2),
+            (GRAIN_QUARTER, d2 * QUARTERS_PER_DAY, to_q),
+        ]
+    } else {
+        vec![(GRAIN_QUARTER, from_q, to_q)]
+    };
+    let mut sql = Vec::new();
+    let mut params = Vec::new();
+    for (grain, a, b) in ranges.into_iter().filter(|(_, a, b)| a < b) {
+        sql.push(format!("(grain = {grain} AND unit >= ? AND unit < ?)"));
+        params.push(Param::Int(a));
+        params.push(Param::Int(b));
+    }
+    if sql.is_empty() {
+        sql.push("1 = 0".to_owned());
+    }
+    (format!("({})", sql.join(" OR ")), params)
+}
+
+impl Store {
+    /// Sessions, newest first by `(first_seen, id)`.
+    pub fn list_sessions(&self, q: &SessionQuery) -> Result<Vec<SessionSummary>, StoreError> {
+        let mut sql = format!("SELECT {SUMMARY_COLUMNS} WHERE 1 = 1");
+        let mut params = Vec::new();
+        if let Some(from) = q.from_us {
+            sql.push_str(" AND s.first_seen >= ?");
+            params.push(Param::Int(from));
+        }
+        if let Some(to) = q.to_us {
+            sql.push_str(" AND s.first_seen < ?");
+            params.push(Param::Int(to));
+        }
+        if let Some(country) = &q.country {
+            sql.push_str(" AND s.country = ?");
+            params.push(Param::Text(country.clone()));
+        }
+        if let Some(referrer) = &q.referrer {
+            sql.push_str(" AND substr(s.referrer, 1, length(?)) = ?");
+            params.push(Param::Text(referrer.clone()));
+            params.push(Param::Text(referrer.clone()));
+        }
+        if let Some((first_seen, id)) = q.before {
+            // The first comparison alone is what an index range can use.
+            sql.push_str(" AND s.first_seen <= ? AND (s.first_seen < ? OR s.id < ?)");
+            params.extend([
+                Param::Int(first_seen),
+                Param::Int(first_seen),
+                Param::Int(id),
+            ]);
+        }
+        sql.push_str(" ORDER BY s.first_seen DESC, s.id DESC LIMIT ?");
+        params.push(Param::Int(q.limit));
+        load(self, &sql, &params)
+    }
+
+    /// One session with its counters.
+    pub fn session_summary(&self, token: &str) -> Result<Option<SessionSummary>, StoreError> {
+        let sql = format!("SELECT {SUMMARY_COLUMNS} WHERE s.token = ?");
+        Ok(load(self, &sql, &[Param::Text(token.to_owned())])?.pop())
+    }
+
+    /// Events, oldest first by `(occurred_at, id)`.
+    pub fn list_events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut sql = format!("SELECT {EVENT_COLUMNS} WHERE 1 = 1");
+        let mut params = Vec::new();
+        if let Some(from) = q.from_us {
+            sql.push_str(" AND e.occurred_at >= ?");
+            params.push(Param::Int(from));
+        }
+        if let Some(to) = q.to_us {
+            sql.push_str(" AND e.occurred_at < ?");
+            params.push(Param::Int(to));
+        }
+        if let Some(kind) = &q.kind {
+            sql.push_str(" AND e.kind = ?");
+            params.push(Param::Text(kind.clone()));
+        }
+        if let Some(session) = &q.session {
+            sql.push_str(" AND e.session_id = (SELECT id FROM sessions WHERE token = ?)");
+            params.push(Param::Text(session.clone()));
+        }
+        if let Some(prefix) = &q.url_prefix {
+            sql.push_str(" AND substr(e.url, 1, length(?)) = ?");
+            params.push(Param::Text(prefix.clone()));
+            params.push(Param::Text(prefix.clone()));
+        }
+        if let Some(label) = &q.label {
+            sql.push_str(" AND e.label = ?");
+            params.push(Param::Text(label.clone()));
+        }
+        if let Some((at, id)) = q.after {
+            sql.push_str(" AND e.occurred_at >= ? AND (e.occurred_at > ? OR e.id > ?)");
+            params.extend([Param::Int(at), Param::Int(at), Param::Int(id)]);
+        }
+        sql.push_str(" ORDER BY e.occurred_at, e.id LIMIT ?");
+        params.push(Param::Int(q.limit));
+        load(self, &sql, &params)
+    }
+
+    /// Stats for consecutive buckets given by their boundaries in quarters
+    /// (`bounds[i]..bounds[i + 1]` is bucket `i`; increasing), and the
+    /// totals of the whole range. Reads only rollups.
+    pub fn bucket_stats(
+        &self,
+        bounds: &[i64],
+    ) -> Result<(Vec<BucketFigures>, BucketFigures), StoreError> {
+        let buckets = bounds.len().saturating_sub(1);
+        let mut out = vec![BucketFigures::default(); buckets];
+        let mut total = BucketFigures::default();
+        let (Some(&from), Some(&to)) = (bounds.first(), bounds.last()) else {
+            return Ok((out, total));
+        };
+        let bucket_of = |unit: i64| bounds.partition_point(|&b| b <= unit).checked_sub(1);
+
+        let stats: Vec<StatsRow> = load(
+            self,
+            "SELECT quarter, events, page_views, clicks, sessions, duration_us FROM rollup_stats \
+             WHERE quarter >= ? AND quarter < ?",
+            &[Param::Int(from), Param::Int(to)],
+        )?;
+        for row in stats {
+            let Some(i) = bucket_of(row.quarter) else {
+                continue;
+            };
+            for f in [&mut out[i], &mut total] {
+                f.events += row.events;
+                f.page_views += row.page_views;
+                f.clicks += row.clicks;
+                f.sessions_started += row.sessions;
+                f.duration_sum_us += row.duration_us;
+            }
+        }
+        let visitors: Vec<VisitorRow> = load(
+            self,
+            &format!(
+                "SELECT unit, prev, n FROM rollup_visitors WHERE grain = {GRAIN_QUARTER} \
+                 AND dim = {DIM_ALL} AND item = '' AND unit >= ? AND unit < ?"
+            ),
+            &[Param::Int(from), Param::Int(to)],
+        )?;
+        for row in visitors {
+            let Some(i) = bucket_of(row.unit) else {
+                continue;
+            };
+            if row.prev < bounds[i] {
+                out[i].visitors += row.n;
+            }
+            if row.prev < from {
+                total.visitors += row.n;
+            }
+        }
+        Ok((out, total))
+    }
+
+    /// The `limit` items with the most events in `from_q..to_q` (quarters),
+    /// ties by item, with their exact distinct visitors. Reads only rollups.
+    pub fn top(
+        &self,
+        dimension: TopDimension,
+        from_q: i64,
+        to_q: i64,
+        limit: i64,
+    ) -> Result<Vec<TopItem>, StoreError> {
+        let dim = match dimension {
+            TopDimension::Pages => DIM_PAGE,
+            TopDimension::Referrers => DIM_REFERRER,
+            TopDimension::Clicks => DIM_CLICK,
+        };
+        let (units, unit_params) = units_condition(from_q, to_q);
+        let mut params: Vec<Param> = unit_params;
+        params.push(Param::Int(limit));
+        let totals: Vec<ItemTotal> = load(
+            self,
+            &format!(
+                "SELECT item, CAST(SUM(n) AS BIGINT) AS total FROM rollup_counts \
+                 WHERE dim = {dim} AND {units} GROUP BY item HAVING SUM(n) > 0 \
+                 ORDER BY total DESC, item LIMIT ?"
+            ),
+            &params,
+        )?;
+        if totals.is_empty() {
+            return Ok(vec![]);
+        }
+        let (units, mut params) = units_condition(from_q, to_q);
+        params.push(Param::Int(from_q));
+        let marks = vec!["?"; totals.len()].join(", ");
+        params.extend(totals.iter().map(|t| Param::Text(t.item.clone())));
+        let visitors: Vec<ItemTotal> = load(
+            self,
+            &format!(
+                "SELECT item, CAST(SUM(n) AS BIGINT) AS total FROM rollup_visitors \
+                 WHERE dim = {dim} AND {units} AND prev < ? AND item IN ({marks}) GROUP BY item"
+            ),
+            &params,
+        )?;
+        let visitors: std::collections::HashMap<String, i64> =
+            visitors.into_iter().map(|v| (v.item, v.total)).collect();
+        Ok(totals
+            .into_iter()
+            .map(|t| TopItem {
+                visitors: visitors.get(&t.item).copied().unwrap_or_default(),
+                item: t.item,
+                count: t.total,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_cut_into_days_inside_and_quarters_at_the_edges() {
+        let (sql, params) = units_condition(90, 2 * 96 + 5);
+        assert_eq!(sql.matches("grain = 0").count(), 2);
+        assert_eq!(sql.matches("grain = 1").count(), 1);
+        let values: Vec<i64> = params
+            .iter()
+            .map(|p| match p {
+                Param::Int(v) => *v,
+                Param::Text(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(values, vec![90, 96, 1, 2, 192, 197]);
+        let (sql, _) = units_condition(10, 20);
+        assert_eq!(sql, "((grain = 0 AND unit >= ? AND unit < ?))");
+        let (sql, params) = units_condition(96, 192);
+        assert_eq!(sql, "((grain = 1 AND unit >= ? AND unit < ?))");
+        assert_eq!(params.len(), 2);
+    }
+}

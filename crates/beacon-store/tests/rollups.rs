@@ -1,0 +1,291 @@
+//! Rollups: what the batch insert maintains equals what a rebuild from
+//! events computes, on SQLite and PostgreSQL, whatever the arrival order,
+//! retries and duplicates; and the history queries read them right.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use beacon_model::{parse_track_body, Limits, NewEvent, RequestContext};
+use beacon_store::testing::TestDatabase;
+use beacon_store::{EventQuery, PoolOptions, SessionQuery, Store, TopDimension};
+use chrono::{DateTime, TimeZone, Utc};
+
+fn received() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 10, 27, 12, 0, 0).unwrap()
+}
+
+fn events(body: &str) -> Vec<NewEvent> {
+    let ctx = RequestContext {
+        received_at: received(),
+        user_agent: None,
+    };
+    let parsed = parse_track_body(body.as_bytes(), &ctx, &Limits::default()).unwrap();
+    assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
+    parsed.events
+}
+
+fn open(db: &TestDatabase) -> Store {
+    let store = Store::connect(&db.url, &PoolOptions::default()).unwrap();
+    store.run_migrations().unwrap();
+    store
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { let db = beacon_store::testing::TestDatabase::sqlite(); super::$name(&super::open(&db)); })*
+        }
+        mod postgres {
+            $(#[test] fn $name() {
+                if let Some(db) = beacon_store::testing::TestDatabase::postgres() { super::$name(&super::open(&db)); }
+            })*
+        }
+    };
+}
+
+suite!(
+    incremental_rollups_equal_a_rebuild_whatever_the_arrival_order,
+    retried_batches_are_not_counted_twice,
+    stats_and_top_lists_count_distinct_sessions_exactly,
+    keyset_pages_cover_every_session_and_event_once,
+);
+
+/// A small pseudo-random generator, so the data set is the same every run.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// `n` events over three days, in `sessions` sessions, as JSON objects.
+fn random_events(seed: u64, n: usize, sessions: u64) -> Vec<String> {
+    let mut rng = Lcg(seed);
+    let start = Utc
+        .with_ymd_and_hms(2026, 10, 24, 0, 0, 0)
+        .unwrap()
+        .timestamp_millis();
+    (0..n)
+        .map(|i| {
+            let s = rng.next(sessions);
+            // Sessions live within about 3 hours of their own start.
+            let base = start + (s as i64 * 3_600_000 * 72 / sessions as i64);
+            let at = base + rng.next(3 * 3_600_000) as i64;
+            let kind = ["visit", "visit", "click", "heartbeat", "scroll"][rng.next(5) as usize];
+            let page = ["/", "/pricing", "/blog/a", "/blog/b"][rng.next(4) as usize];
+            let referrer = ["", "https://www.google.com/", "https://news.example/"][(s % 3) as usize];
+            let label = ["Buy", "Docs", ""][rng.next(3) as usize];
+            let data = if label.is_empty() { "{}".to_owned() } else { format!(r#"{{"label":"{label}"}}"#) };
+            format!(
+                r#"{{"type":"{kind}","sessionId":"s{s}","id":"e{i}","timestamp":{at},"url":"https://site.example{page}","referrer":"{referrer}","data":{data}}}"#
+            )
+        })
+        .collect()
+}
+
+fn batch(items: &[String]) -> Vec<NewEvent> {
+    events(&format!("{{\"batch\":[{}]}}", items.join(",")))
+}
+
+fn incremental_rollups_equal_a_rebuild_whatever_the_arrival_order(store: &Store) {
+    let mut all = random_events(7, 3000, 60);
+    // Arrival order scrambled: later events of a session often come first.
+    let mut rng = Lcg(99);
+    for i in (1..all.len()).rev() {
+        let j = rng.next(i as u64 + 1) as usize;
+        all.swap(i, j);
+    }
+    for chunk in all.chunks(250) {
+        store.insert_batch(&batch(chunk)).unwrap();
+    }
+    let incremental = store.rollup_fingerprint().unwrap();
+    assert!(incremental.len() > 1000, "rollups were maintained");
+    store.rebuild_rollups().unwrap();
+    let rebuilt = store.rollup_fingerprint().unwrap();
+    if incremental != rebuilt {
+        let only_inc: Vec<_> = incremental
+            .iter()
+            .filter(|l| !rebuilt.contains(l))
+            .take(10)
+            .collect();
+        let only_reb: Vec<_> = rebuilt
+            .iter()
+            .filter(|l| !incremental.contains(l))
+            .take(10)
+            .collect();
+        panic!("incremental differs from rebuild:\nonly incremental: {only_inc:#?}\nonly rebuilt: {only_reb:#?}");
+    }
+}
+
+fn retried_batches_are_not_counted_twice(store: &Store) {
+    let all = random_events(3, 400, 10);
+    store.insert_batch(&batch(&all[..300])).unwrap();
+    // A retry of the first 200 with 100 new ones, and a duplicate within.
+    let mut retry = all[..200].to_vec();
+    retry.extend_from_slice(&all[300..]);
+    retry.push(all[350].clone());
+    store.insert_batch(&batch(&retry)).unwrap();
+    let incremental = store.rollup_fingerprint().unwrap();
+    store.rebuild_rollups().unwrap();
+    assert_eq!(incremental, store.rollup_fingerprint().unwrap());
+    assert_eq!(store.count_events().unwrap(), 400);
+}
+
+fn stats_and_top_lists_count_distinct_sessions_exactly(store: &Store) {
+    let all = random_events(11, 2000, 40);
+    for chunk in all.chunks(300) {
+        store.insert_batch(&batch(chunk)).unwrap();
+    }
+    let stored = store
+        .list_events(&EventQuery {
+            limit: 10_000,
+            ..EventQuery::default()
+        })
+        .unwrap();
+    assert_eq!(stored.len(), 2000);
+    let q = |e: &beacon_store::StoredEvent| e.occurred_at_us.div_euclid(900_000_000);
+    let first = stored.iter().map(q).min().unwrap();
+    let last = stored.iter().map(q).max().unwrap() + 1;
+    // Uneven buckets, as a time zone's hours and days would be.
+    let mut bounds = vec![first - 3];
+    while *bounds.last().unwrap() < last {
+        let step = [4, 100, 92, 96, 1][bounds.len() % 5];
+        bounds.push(bounds.last().unwrap() + step);
+    }
+    let (buckets, total) = store.bucket_stats(&bounds).unwrap();
+    for (i, b) in buckets.iter().enumerate() {
+        let inside: Vec<_> = stored
+            .iter()
+            .filter(|e| (bounds[i]..bounds[i + 1]).contains(&q(e)))
+            .collect();
+        let sessions: std::collections::HashSet<_> =
+            inside.iter().map(|e| &e.session_token).collect();
+        assert_eq!(b.events, inside.len() as i64, "events of bucket {i}");
+        assert_eq!(
+            b.page_views,
+            inside.iter().filter(|e| e.kind == "visit").count() as i64,
+            "page views of bucket {i}"
+        );
+        assert_eq!(
+            b.clicks,
+            inside.iter().filter(|e| e.kind == "click").count() as i64,
+            "clicks of bucket {i}"
+        );
+        assert_eq!(b.visitors, sessions.len() as i64, "visitors of bucket {i}");
+    }
+    assert_eq!(total.events, 2000);
+    assert_eq!(total.visitors, 40);
+    assert_eq!(total.sessions_started, 40);
+
+    // Top lists over ranges that cut days at both ends, and within one day.
+    for (a, b) in [
+        (first, last),
+        (first + 50, last - 70),
+        (first + 100, first + 130),
+        (first + 96 * 2 - 5, first + 96 * 2 + 3),
+    ] {
+        let inside: Vec<_> = stored.iter().filter(|e| (a..b).contains(&q(e))).collect();
+        for (dim, key) in [
+            (
+                TopDimension::Pages,
+                Box::new(|e: &&beacon_store::StoredEvent| {
+                    (e.kind == "visit").then(|| e.url.clone().unwrap())
+                }) as Box<dyn Fn(&&beacon_store::StoredEvent) -> Option<String>>,
+            ),
+            (
+                TopDimension::Referrers,
+                Box::new(|e: &&beacon_store::StoredEvent| {
+                    (e.kind == "visit")
+                        .then(|| e.referrer.clone())
+                        .flatten()
+                        .filter(|r| !r.is_empty())
+                }),
+            ),
+            (
+                TopDimension::Clicks,
+                Box::new(|e: &&beacon_store::StoredEvent| {
+                    (e.kind == "click").then(|| e.label.clone().unwrap_or_else(|| "unknown".into()))
+                }),
+            ),
+        ] {
+            let mut expected: std::collections::BTreeMap<
+                String,
+                (i64, std::collections::HashSet<String>),
+            > = Default::default();
+            for e in &inside {
+                if let Some(k) = key(e) {
+                    let entry = expected.entry(k).or_default();
+                    entry.0 += 1;
+                    entry.1.insert(e.session_token.clone());
+                }
+            }
+            let mut expected: Vec<(String, i64, i64)> = expected
+                .into_iter()
+                .map(|(k, (n, s))| (k, n, s.len() as i64))
+                .collect();
+            expected.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+            let got: Vec<(String, i64, i64)> = store
+                .top(dim, a, b, 100)
+                .unwrap()
+                .into_iter()
+                .map(|t| (t.item, t.count, t.visitors))
+                .collect();
+            assert_eq!(got, expected, "{dim:?} over {a}..{b}");
+        }
+    }
+}
+
+fn keyset_pages_cover_every_session_and_event_once(store: &Store) {
+    let all = random_events(5, 500, 50);
+    store.insert_batch(&batch(&all)).unwrap();
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_sessions(&SessionQuery {
+                before,
+                limit: 7,
+                ..SessionQuery::default()
+            })
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some((last.first_seen_us, last.id));
+        seen.extend(page.iter().map(|s| s.token.clone()));
+    }
+    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!(seen.len(), 50);
+    assert_eq!(unique.len(), 50);
+    let total: i64 = store
+        .list_sessions(&SessionQuery {
+            limit: 100,
+            ..SessionQuery::default()
+        })
+        .unwrap()
+        .iter()
+        .map(|s| s.events)
+        .sum();
+    assert_eq!(total, 500, "per-session counters add up");
+
+    let mut ids = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_events(&EventQuery {
+                after,
+                limit: 33,
+                ..EventQuery::default()
+            })
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.occurred_at_us, last.id));
+        ids.extend(page.iter().map(|e| e.id));
+    }
+    assert_eq!(ids.len(), 500);
+    assert_eq!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len(),
+        500
+    );
+}

@@ -1,0 +1,226 @@
+//! GET /stream: the dashboard's contract, and many clients at once.
+
+use std::time::Duration;
+
+use beacon_store::testing::TestDatabase;
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::on_both_backends;
+
+on_both_backends!(
+    stream_opens_with_contract_headers_and_frames_then_reflects_posted_events,
+    many_open_streams_all_receive_ticks_and_are_released_on_disconnect,
+    live_figures_survive_a_restart,
+);
+
+async fn open_stream(app: &TestApp) -> reqwest::Response {
+    app.client
+        .get(format!("{}/stream", app.address))
+        .header("Origin", "https://dashboard.example")
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Reads ticks until `done` holds for one, or fails after `limit`.
+async fn until(reader: &mut SseReader, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    tokio::time::timeout(limit, async {
+        loop {
+            let tick = reader.next_data().await.expect("stream still open");
+            if done(&tick) {
+                return tick;
+            }
+        }
+    })
+    .await
+    .expect("the stream reflected the events in time")
+}
+
+async fn stream_opens_with_contract_headers_and_frames_then_reflects_posted_events(
+    db: &TestDatabase,
+) {
+    let app = spawn_app(db);
+    let response = open_stream(&app).await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(headers["x-accel-buffering"], "no");
+    assert_eq!(headers["access-control-allow-origin"], "*");
+
+    let mut reader = SseReader::new(response);
+    let first = reader.next_frame().await.unwrap();
+    assert!(
+        first.starts_with("retry: "),
+        "reconnection delay first: {first}"
+    );
+    let open: Value = serde_json::from_str(
+        first
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(open["message"], "stream-open");
+    assert!(open["timestamp"].as_str().unwrap().ends_with('Z'));
+
+    // Ticks: an id that increases, the snapshot, then a heartbeat comment.
+    let tick = reader.next_frame().await.unwrap();
+    let id1: u64 = tick
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let snapshot: Value =
+        serde_json::from_str(tick.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+    for field in [
+        "timestamp",
+        "active_users",
+        "visits_last_min",
+        "top_clicks",
+        "recent_events",
+        "events_last_min",
+        "top_pages",
+        "top_referrers",
+        "stale",
+    ] {
+        assert!(snapshot.get(field).is_some(), "{field} in {snapshot}");
+    }
+    assert_eq!(reader.next_frame().await.unwrap(), ": heartbeat");
+    let tick = reader.next_frame().await.unwrap();
+    let id2: u64 = tick
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(id2 > id1, "ids increase");
+
+    assert_eq!(
+        app.post_track(redate_to(PIXEL, chrono::Duration::seconds(5)))
+            .await
+            .status(),
+        200
+    );
+    let tick = until(&mut reader, Duration::from_secs(10), |t| {
+        t["recent_events"].as_array().unwrap().len() == 4
+    })
+    .await;
+    assert_eq!(tick["active_users"], 1);
+    assert_eq!(tick["visits_last_min"], 1);
+    assert_eq!(tick["events_last_min"], 4);
+    assert_eq!(tick["stale"], false);
+    let clicks = tick["top_clicks"].as_array().unwrap();
+    assert_eq!(clicks.len(), 2);
+    assert!(clicks.iter().all(|c| c["count"] == 1));
+    let labels: Vec<&str> = clicks
+        .iter()
+        .map(|c| c["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        ["Hero Section - Projects", "Projects"],
+        "ties by label"
+    );
+    let newest = &tick["recent_events"][0];
+    assert_eq!(newest["type"], "click");
+    assert_eq!(newest["metadata"]["label"], "Hero Section - Projects");
+    assert_eq!(newest["session_token"], "1764496800000-k3j9x2");
+    assert_eq!(newest["url"], "https://portfolio.example/");
+    assert_eq!(newest["referrer"], "https://www.google.com/");
+    assert!(newest["id"].as_i64().is_some());
+    assert_eq!(tick["top_pages"][0]["url"], "https://portfolio.example/");
+    assert_eq!(
+        tick["top_referrers"][0]["referrer"],
+        "https://www.google.com/"
+    );
+
+    // The session ends: it leaves the active count at once.
+    assert_eq!(
+        app.post_track(redate_to(SESSION_END, chrono::Duration::seconds(1)))
+            .await
+            .status(),
+        200
+    );
+    let tick = until(&mut reader, Duration::from_secs(10), |t| {
+        t["recent_events"].as_array().unwrap().len() == 5
+    })
+    .await;
+    assert_eq!(tick["active_users"], 0);
+    app.stop().await;
+}
+
+async fn many_open_streams_all_receive_ticks_and_are_released_on_disconnect(db: &TestDatabase) {
+    let app = spawn_app(db);
+    const CLIENTS: usize = 200;
+    let mut readers = Vec::new();
+    for _ in 0..CLIENTS {
+        // One connection per stream, as browsers do.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let response = client
+            .get(format!("{}/stream", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        readers.push((client, SseReader::new(response)));
+    }
+    assert_eq!(app.gauge("beacon_open_streams").await, CLIENTS as f64);
+
+    // Ingestion is served while the streams are open.
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        assert_eq!(
+            app.post_track(redate_to(PIXEL, chrono::Duration::seconds(5)))
+                .await
+                .status(),
+            200
+        );
+    }
+    let _ = started.elapsed();
+    for (i, (_, reader)) in readers.iter_mut().enumerate() {
+        let tick = until(reader, Duration::from_secs(20), |t| {
+            t["events_last_min"] == 80
+        })
+        .await;
+        assert_eq!(tick["active_users"], 1, "client {i}");
+    }
+
+    drop(readers);
+    let mut released = false;
+    for _ in 0..100 {
+        if app.gauge("beacon_open_streams").await == 0.0 {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(released, "disconnected clients are removed");
+    app.stop().await;
+}
+
+async fn live_figures_survive_a_restart(db: &TestDatabase) {
+    let app = spawn_app(db);
+    assert_eq!(
+        app.post_track(redate_to(PIXEL, chrono::Duration::seconds(5)))
+            .await
+            .status(),
+        200
+    );
+    app.stop().await;
+    let app = spawn_app(db);
+    let mut reader = SseReader::new(open_stream(&app).await);
+    let open = reader.next_data().await.unwrap();
+    assert_eq!(open["message"], "stream-open");
+    let first = reader.next_data().await.unwrap();
+    assert_eq!(first["active_users"], 1, "warmed up: {first}");
+    assert_eq!(first["events_last_min"], 4);
+    assert_eq!(first["recent_events"].as_array().unwrap().len(), 4);
+    assert_eq!(first["top_clicks"].as_array().unwrap().len(), 2);
+    app.stop().await;
+}
