@@ -63,12 +63,21 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.unwrap();
             let mut stream = TcpStream::connect(&addr).await.expect("connect");
-            let request = format!("GET /stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
-            stream.write_all(request.as_bytes()).await.expect("send request");
+            let request = format!(
+                "GET /stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+            );
+            stream
+                .write_all(request.as_bytes())
+                .await
+                .expect("send request");
             let mut buf = vec![0u8; 16 * 1024];
             // The response head and the stream-open frame: connected.
             let n = stream.read(&mut buf).await.expect("read");
-            assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "stream refused: {}", String::from_utf8_lossy(&buf[..n.min(200)]));
+            assert!(
+                buf[..n].starts_with(b"HTTP/1.1 200"),
+                "stream refused: {}",
+                String::from_utf8_lossy(&buf[..n.min(200)])
+            );
             drop(permit);
             // The latest tick's id comes with the opening frames: it tells
             // which ticks are still to come.
@@ -91,8 +100,13 @@ async fn main() {
                 let mut start = 0;
                 while let Some(pos) = find(&tail[start..], b"id: ") {
                     let from = start + pos + 4;
-                    let Some(end) = tail[from..].iter().position(|&b| b == b'\n') else { break };
-                    if let Some(id) = std::str::from_utf8(&tail[from..from + end]).ok().and_then(|t| t.trim().parse::<u64>().ok()) {
+                    let Some(end) = tail[from..].iter().position(|&b| b == b'\n') else {
+                        break;
+                    };
+                    if let Some(id) = std::str::from_utf8(&tail[from..from + end])
+                        .ok()
+                        .and_then(|t| t.trim().parse::<u64>().ok())
+                    {
                         ids.push(id);
                     }
                     start = from + end;
@@ -111,14 +125,23 @@ async fn main() {
     }
     connected.wait().await;
     let connect_secs = started.elapsed().as_secs_f64();
-    let first_id = arrivals.lock().unwrap().keys().next_back().copied().unwrap_or(0) + 1;
+    let first_id = arrivals
+        .lock()
+        .unwrap()
+        .keys()
+        .next_back()
+        .copied()
+        .unwrap_or(0)
+        + 1;
     let wanted: Vec<u64> = (first_id..first_id + args.ticks as u64).collect();
 
     // Wait until every client got every measured tick (or time runs out).
     loop {
         let done = {
             let map = arrivals.lock().unwrap();
-            wanted.iter().all(|id| map.get(id).is_some_and(|v| v.len() >= args.clients))
+            wanted
+                .iter()
+                .all(|id| map.get(id).is_some_and(|v| v.len() >= args.clients))
         };
         if done || Instant::now() > deadline {
             break;
@@ -143,7 +166,12 @@ async fn main() {
     };
     let mut sorted = spreads.clone();
     sorted.sort_by(f64::total_cmp);
-    let pick = |q: f64| sorted.get(((sorted.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    let pick = |q: f64| {
+        sorted
+            .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     println!(
         "{{\"clients\":{},\"connect_secs\":{:.2},\"ticks_measured\":{},\"all_clients_got_every_tick\":{},\"spread_ms_p50\":{:.1},\"spread_ms_max\":{:.1}}}",
         args.clients,

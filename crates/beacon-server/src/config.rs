@@ -277,7 +277,10 @@ mod tests {
     fn rates_parse() {
         assert_eq!(
             parse_rate("50/s").unwrap(),
-            RateLimit { count: 50, per: Duration::from_secs(1) }
+            RateLimit {
+                count: 50,
+                per: Duration::from_secs(1)
+            }
         );
         assert_eq!(parse_rate("600/m").unwrap().per, Duration::from_secs(60));
         for bad in ["", "50", "0/s", "x/s", "5/h"] {

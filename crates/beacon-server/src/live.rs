@@ -221,7 +221,10 @@ pub async fn run_broadcaster(live: Arc<Live>, store: beacon_store::Store, interv
         }
         if live.is_stale() {
             let store = store.clone();
-            let up = matches!(actix_web::web::block(move || store.ping()).await, Ok(Ok(())));
+            let up = matches!(
+                actix_web::web::block(move || store.ping()).await,
+                Ok(Ok(()))
+            );
             live.set_stale(!up);
         }
         live.tick(Utc::now());

@@ -51,7 +51,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, origins: &Origins, extras: &Extra
         web::resource("/track")
             .wrap(cors(&origins.ingest, Method::POST))
             .route(web::post().to(track::track))
-            .default_service(web::to(|| async { Err::<(), _>(ApiError::MethodNotAllowed) })),
+            .default_service(web::to(|| async {
+                Err::<(), _>(ApiError::MethodNotAllowed)
+            })),
     )
     .service(read("/stream", d, web::get().to(stream::stream)))
     .service(read("/sessions", d, web::get().to(sessions::list)))
