@@ -3,10 +3,18 @@
 # (1 million sessions of 10 events) into a fresh PostgreSQL database with
 # plain SQL, rebuilds the rollups with `beacon rollup --rebuild`, starts the
 # release server and reports p50/p99 of each history endpoint for a 30-day
-# range. The database is dropped at the end.
+# range. The database is dropped at the end unless BENCH_KEEP=1.
 #
 #   bench/history.sh                       # 10M events, 200 requests per endpoint
 #   SESSIONS=100000 bench/history.sh       # a quicker 1M-event run
+#   BENCH_KEEP=1 bench/history.sh          # keep the loaded database afterwards
+#   BENCH_REUSE=1 bench/history.sh         # measure the kept database again
+#                                          # (no load, no rebuild; migrations run)
+#   BENCH_REUSE=1 BENCH_REBUILD=1 bench/history.sh   # … after `rollup --rebuild`
+#
+# A kept database records the load's time origin (table bench_meta), so a
+# reused run asks for the same ranges; drop it with
+# `psql -c 'DROP DATABASE beacon_bench_history'`.
 #
 # Needs: a PostgreSQL server whose user may create databases
 # (BENCH_ADMIN_URL, default postgres://postgres@127.0.0.1:5432/postgres),
@@ -30,28 +38,50 @@ fi
 cargo build --release --quiet --bin beacon
 BEACON=target/release/beacon
 
+KEEP=${BENCH_KEEP:-0}
+REUSE=${BENCH_REUSE:-0}
+[[ $REUSE == 1 ]] && KEEP=1
+
 cleanup() {
   [[ -n ${SERVER:-} ]] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
-  psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+  if [[ $KEEP == 1 ]]; then
+    echo "kept database $DB_URL (BENCH_REUSE=1 measures it again)"
+  else
+    psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+  fi
 }
 trap cleanup EXIT
 
-psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-RUST_LOG=warn $BEACON migrate --database-url "$DB_URL"
+if [[ $REUSE == 1 ]]; then
+  read -r NOW_US SESSIONS < <(psql -q -At -F ' ' "$DB_URL" -c "SELECT now_us, sessions FROM bench_meta") || {
+    echo "no kept database $DB to reuse (run once with BENCH_KEEP=1)" >&2
+    KEEP=1
+    exit 1
+  }
+  RUST_LOG=warn $BEACON migrate --database-url "$DB_URL"
+  echo "reusing $DB: $((SESSIONS * 10)) events loaded at $NOW_US"
+else
+  psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+  RUST_LOG=warn $BEACON migrate --database-url "$DB_URL"
 
-# Data ends now and starts 90 days earlier; sessions start evenly spread,
-# events are 30 s apart.
-NOW_US=$(( $(date +%s) * 1000000 ))
-echo "loading $((SESSIONS * 10)) events ..."
-START=$(date +%s)
-psql -q -v ON_ERROR_STOP=1 "$DB_URL" \
-  -v sessions="$SESSIONS" -v now_us="$NOW_US" -f bench/history/load.sql
-echo "loaded in $(( $(date +%s) - START )) s"
+  # Data ends now and starts 90 days earlier; sessions start evenly spread,
+  # events are 30 s apart.
+  NOW_US=$(( $(date +%s) * 1000000 ))
+  echo "loading $((SESSIONS * 10)) events ..."
+  START=$(date +%s)
+  psql -q -v ON_ERROR_STOP=1 "$DB_URL" \
+    -v sessions="$SESSIONS" -v now_us="$NOW_US" -f bench/history/load.sql
+  echo "loaded in $(( $(date +%s) - START )) s"
+  psql -q "$DB_URL" -c "CREATE TABLE bench_meta AS SELECT $NOW_US::bigint AS now_us, $SESSIONS::bigint AS sessions"
+fi
 
-START=$(date +%s)
-RUST_LOG=info $BEACON rollup --rebuild --database-url "$DB_URL"
-REBUILD_S=$(( $(date +%s) - START ))
-psql -q -At "$DB_URL" -c "SELECT 'events ' || (SELECT COUNT(*) FROM events) || ', sessions ' || (SELECT COUNT(*) FROM sessions) || ', rollup rows: seen ' || (SELECT COUNT(*) FROM rollup_seen) || ', counts ' || (SELECT COUNT(*) FROM rollup_counts) || ', visitors ' || (SELECT COUNT(*) FROM rollup_visitors) || ', session ' || (SELECT COUNT(*) FROM rollup_session) || ', stats ' || (SELECT COUNT(*) FROM rollup_stats) || ', rebuild ${REBUILD_S} s'"
+REBUILD_S=skipped
+if [[ $REUSE != 1 || ${BENCH_REBUILD:-0} == 1 ]]; then
+  START=$(date +%s)
+  RUST_LOG=info $BEACON rollup --rebuild --database-url "$DB_URL"
+  REBUILD_S="$(( $(date +%s) - START )) s"
+fi
+psql -q -At "$DB_URL" -c "SELECT 'events ' || (SELECT COUNT(*) FROM events) || ', sessions ' || (SELECT COUNT(*) FROM sessions) || ', rollup rows: seen ' || (SELECT COUNT(*) FROM rollup_seen) || ', counts ' || (SELECT COUNT(*) FROM rollup_counts) || ', visitors ' || (SELECT COUNT(*) FROM rollup_visitors) || ', session ' || (SELECT COUNT(*) FROM rollup_session) || ', stats ' || (SELECT COUNT(*) FROM rollup_stats) || ', rebuild ${REBUILD_S}'"
 
 RUST_LOG=warn BEACON_READ_TOKEN=$TOKEN $BEACON --database-url "$DB_URL" \
   --bind "127.0.0.1:$PORT" --http-workers 2 &

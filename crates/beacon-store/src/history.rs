@@ -141,6 +141,7 @@ pub struct TopItem {
 }
 
 /// A bind value.
+#[derive(Clone)]
 enum Param {
     Int(i64),
     Text(String),
@@ -237,8 +238,9 @@ struct ItemTotal {
 }
 
 /// A range of quarters cut into rollup units: whole UTC days inside, and
-/// quarters at the edges. As SQL: `(grain, unit)` conditions and their binds.
-fn units_condition(from_q: i64, to_q: i64) -> (String, Vec<Param>) {
+/// quarters at the edges, as `(grain, first unit, end unit)`, empty ones
+/// left out.
+fn unit_ranges(from_q: i64, to_q: i64) -> Vec<(i16, i64, i64)> {
     let d1 = (from_q + QUARTERS_PER_DAY - 1).div_euclid(QUARTERS_PER_DAY);
     let d2 = to_q.div_euclid(QUARTERS_PER_DAY);
     let ranges = if d1 < d2 {
@@ -250,17 +252,39 @@ fn units_condition(from_q: i64, to_q: i64) -> (String, Vec<Param>) {
     } else {
         vec![(GRAIN_QUARTER, from_q, to_q)]
     };
+    ranges.into_iter().filter(|(_, a, b)| a < b).collect()
+}
+
+/// The rows of a rollup table (`select`: its columns, `table`, and
+/// `condition` with its `binds`, repeated per part) inside `from_q..to_q`,
+/// as a `UNION ALL` of one range scan per [`unit_ranges`] part. Each part is
+/// a plain range of the primary key `(grain, dim, unit, …)`, which on
+/// PostgreSQL carries `n` (`INCLUDE`): an index-only scan that reads no table
+/// pages, where one `OR` of the ranges would be a bitmap heap scan reading
+/// about one table page per row.
+fn units_union(
+    select: &str,
+    table: &str,
+    condition: &str,
+    binds: &[Param],
+    from_q: i64,
+    to_q: i64,
+) -> (String, Vec<Param>) {
     let mut sql = Vec::new();
     let mut params = Vec::new();
-    for (grain, a, b) in ranges.into_iter().filter(|(_, a, b)| a < b) {
-        sql.push(format!("(grain = {grain} AND unit >= ? AND unit < ?)"));
+    for (grain, a, b) in unit_ranges(from_q, to_q) {
+        sql.push(format!(
+            "SELECT {select} FROM {table} WHERE grain = {grain} AND {condition} \
+             AND unit >= ? AND unit < ?"
+        ));
+        params.extend(binds.iter().cloned());
         params.push(Param::Int(a));
         params.push(Param::Int(b));
     }
     if sql.is_empty() {
-        sql.push("1 = 0".to_owned());
+        sql.push(format!("SELECT {select} FROM {table} WHERE 1 = 0"));
     }
-    (format!("({})", sql.join(" OR ")), params)
+    (sql.join(" UNION ALL "), params)
 }
 
 impl Store {
@@ -412,31 +436,41 @@ impl Store {
             TopDimension::Referrers => DIM_REFERRER,
             TopDimension::Clicks => DIM_CLICK,
         };
-        let (units, unit_params) = units_condition(from_q, to_q);
-        let mut params: Vec<Param> = unit_params;
+        // Top `limit` by count first; visitors only for those items.
+        let (rows, mut params) = units_union(
+            "item, n",
+            "rollup_counts",
+            &format!("dim = {dim}"),
+            &[],
+            from_q,
+            to_q,
+        );
         params.push(Param::Int(limit));
         let totals: Vec<ItemTotal> = load(
             self,
             &format!(
-                "SELECT item, CAST(SUM(n) AS BIGINT) AS total FROM rollup_counts \
-                 WHERE dim = {dim} AND {units} GROUP BY item HAVING SUM(n) > 0 \
-                 ORDER BY total DESC, item LIMIT ?"
+                "SELECT item, CAST(SUM(n) AS BIGINT) AS total FROM ({rows}) r \
+                 GROUP BY item HAVING SUM(n) > 0 ORDER BY total DESC, item LIMIT ?"
             ),
             &params,
         )?;
         if totals.is_empty() {
             return Ok(vec![]);
         }
-        let (units, mut params) = units_condition(from_q, to_q);
-        params.push(Param::Int(from_q));
         let marks = vec!["?"; totals.len()].join(", ");
-        params.extend(totals.iter().map(|t| Param::Text(t.item.clone())));
+        let mut binds: Vec<Param> = totals.iter().map(|t| Param::Text(t.item.clone())).collect();
+        binds.push(Param::Int(from_q));
+        let (rows, params) = units_union(
+            "item, n",
+            "rollup_visitors",
+            &format!("dim = {dim} AND item IN ({marks}) AND prev < ?"),
+            &binds,
+            from_q,
+            to_q,
+        );
         let visitors: Vec<ItemTotal> = load(
             self,
-            &format!(
-                "SELECT item, CAST(SUM(n) AS BIGINT) AS total FROM rollup_visitors \
-                 WHERE dim = {dim} AND {units} AND prev < ? AND item IN ({marks}) GROUP BY item"
-            ),
+            &format!("SELECT item, CAST(SUM(n) AS BIGINT) AS total FROM ({rows}) r GROUP BY item"),
             &params,
         )?;
         let visitors: std::collections::HashMap<String, i64> =
@@ -458,7 +492,20 @@ mod tests {
 
     #[test]
     fn ranges_are_cut_into_days_inside_and_quarters_at_the_edges() {
-        let (sql, params) = units_condition(90, 2 * 96 + 5);
+        assert_eq!(
+            unit_ranges(90, 2 * 96 + 5),
+            vec![
+                (GRAIN_QUARTER, 90, 96),
+                (GRAIN_DAY, 1, 2),
+                (GRAIN_QUARTER, 192, 197)
+            ]
+        );
+        assert_eq!(unit_ranges(10, 20), vec![(GRAIN_QUARTER, 10, 20)]);
+        assert_eq!(unit_ranges(96, 192), vec![(GRAIN_DAY, 1, 2)]);
+        assert_eq!(unit_ranges(20, 20), vec![]);
+
+        let (sql, params) = units_union("item, n", "t", "dim = 1", &[], 90, 2 * 96 + 5);
+        assert_eq!(sql.matches(" UNION ALL ").count(), 2);
         assert_eq!(sql.matches("grain = 0").count(), 2);
         assert_eq!(sql.matches("grain = 1").count(), 1);
         let values: Vec<i64> = params
@@ -469,10 +516,8 @@ mod tests {
             })
             .collect();
         assert_eq!(values, vec![90, 96, 1, 2, 192, 197]);
-        let (sql, _) = units_condition(10, 20);
-        assert_eq!(sql, "((grain = 0 AND unit >= ? AND unit < ?))");
-        let (sql, params) = units_condition(96, 192);
-        assert_eq!(sql, "((grain = 1 AND unit >= ? AND unit < ?))");
-        assert_eq!(params.len(), 2);
+        let (sql, params) = units_union("item, n", "t", "dim = 1", &[], 20, 20);
+        assert_eq!(sql, "SELECT item, n FROM t WHERE 1 = 0");
+        assert!(params.is_empty());
     }
 }

@@ -540,9 +540,12 @@ impl Store {
                     conn.batch_execute("LOCK TABLE events IN SHARE MODE")?;
                     conn.batch_execute(REBUILD_SQL)
                 })?;
-                conn.batch_execute(
-                    "ANALYZE rollup_seen, rollup_counts, rollup_visitors, rollup_session",
-                )?;
+                // VACUUM sets the visibility map, without which the top
+                // lists' index-only scans would visit the table after all
+                // (one statement per call: VACUUM refuses to run in the
+                // implicit transaction of a multi-statement string).
+                conn.batch_execute("VACUUM (ANALYZE) rollup_counts, rollup_visitors")?;
+                conn.batch_execute("ANALYZE rollup_seen, rollup_session, rollup_stats")?;
             }
             Pools::Sqlite(pool) => {
                 let mut conn = pool.get()?;

@@ -21,20 +21,23 @@ CREATE TABLE rollup_seen (
     PRIMARY KEY (session_id, dim, item, quarter)
 );
 
--- Event counts per unit and item (dimensions 1 to 3).
+-- Event counts per unit and item (dimensions 1 to 3). The key carries `n`
+-- (INCLUDE), so that a top list sums its ranges with index-only scans and
+-- reads no table pages (see `units_union` in crates/beacon-store/src/history.rs).
 CREATE TABLE rollup_counts (
     grain SMALLINT NOT NULL,
     dim   SMALLINT NOT NULL,
     unit  BIGINT   NOT NULL,
     item  TEXT     NOT NULL,
     n     BIGINT   NOT NULL,
-    PRIMARY KEY (grain, dim, unit, item)
+    PRIMARY KEY (grain, dim, unit, item) INCLUDE (n)
 );
 
 -- Visitor units: one per (session, item, unit the session was seen in),
 -- aggregated by `prev`, the last quarter before the unit's start in which
 -- the session was seen with that item (-1: none). The distinct sessions of
 -- a range starting at quarter A are the units inside it with prev < A.
+-- The key carries `n`, as for rollup_counts.
 CREATE TABLE rollup_visitors (
     grain SMALLINT NOT NULL,
     dim   SMALLINT NOT NULL,
@@ -42,7 +45,7 @@ CREATE TABLE rollup_visitors (
     item  TEXT     NOT NULL,
     prev  BIGINT   NOT NULL,
     n     BIGINT   NOT NULL,
-    PRIMARY KEY (grain, dim, unit, item, prev)
+    PRIMARY KEY (grain, dim, unit, item, prev) INCLUDE (n)
 );
 
 -- Figures of /stats per quarter: one row each, so that a 30-day range is
