@@ -10,7 +10,12 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Every setting is a flag with an environment-variable fallback; flags win.
 #[derive(Debug, Parser)]
-#[command(name = "beacon", version, about, long_about = None)]
+#[command(
+    name = "beacon",
+    version,
+    about = "Beacon: self-hostable, real-time web analytics (serves when no command is given)",
+    long_about = None
+)]
 pub struct Cli {
     /// What to do; `serve` when omitted.
     #[command(subcommand)]
