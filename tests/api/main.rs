@@ -6,8 +6,10 @@
 
 mod abuse;
 mod auth;
+mod faults;
 mod helpers;
 mod history;
+mod hostile;
 mod shutdown;
 mod stream;
 mod track;
