@@ -36,7 +36,7 @@ if pgrep -f bench/ingest.sh >/dev/null; then
 fi
 
 cargo build --release --quiet --bin beacon
-BEACON=target/release/beacon
+BEACON=${CARGO_TARGET_DIR:-target}/release/beacon
 
 KEEP=${BENCH_KEEP:-0}
 REUSE=${BENCH_REUSE:-0}

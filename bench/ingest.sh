@@ -92,8 +92,9 @@ psql "$BENCH_PG/postgres" -qAtc 'select 1' >/dev/null || die "cannot reach Postg
 log "building beacon and beacon-loadgen ($PROFILE profile)"
 (cd "$ROOT" && cargo build --profile "$PROFILE" -p beacon -p beacon-loadgen --quiet)
 DIR=$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
-BEACON=${BENCH_BEACON:-"$ROOT/target/$DIR/beacon"}
-LOADGEN="$ROOT/target/$DIR/beacon-loadgen"
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BEACON=${BENCH_BEACON:-"$TARGET/$DIR/beacon"}
+LOADGEN="$TARGET/$DIR/beacon-loadgen"
 
 # ---------------------------------------------------------------- helpers --
 # Field of the loadgen's one-line JSON.

@@ -35,7 +35,7 @@ trap cleanup EXIT
 
 log "building the $PROFILE binaries"
 (cd "$ROOT" && cargo build --profile "$PROFILE" --quiet -p beacon -p beacon-loadgen -p beacon-streamgen)
-DIR=$ROOT/target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+DIR=${CARGO_TARGET_DIR:-$ROOT/target}/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
 BEACON=$DIR/beacon
 LOADGEN=$DIR/beacon-loadgen
 STREAMGEN=$DIR/beacon-streamgen
