@@ -2,65 +2,27 @@
 //! pagination, and stats and top lists from the rollups (see `rollup.rs`).
 //! Written once for both backends, with `?` placeholders.
 
-use diesel::pg::Pg;
-use diesel::sql_types::{BigInt, Nullable, Text};
-use diesel::sqlite::Sqlite;
-use diesel::{sql_query, QueryableByName, RunQueryDsl};
+use diesel::sql_types::{BigInt, Text};
+use diesel::QueryableByName;
 
+use crate::read::{load, Param, EVENT_COLUMNS};
 use crate::rollup::{
     DIM_ALL, DIM_CLICK, DIM_PAGE, DIM_REFERRER, GRAIN_DAY, GRAIN_QUARTER, QUARTERS_PER_DAY,
 };
-use crate::rows::from_micros;
-use crate::store::Pools;
-use crate::{Store, StoreError, StoredEvent};
+use crate::{SessionRow, Store, StoreError, StoredEvent};
 
 /// A session with its counters, as `/sessions` lists it.
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
 pub struct SessionSummary {
-    /// Database id (second half of the pagination key).
-    #[diesel(sql_type = BigInt)]
-    pub id: i64,
-    /// The pixel's session token.
-    #[diesel(sql_type = Text)]
-    pub token: String,
-    /// User agent of the session's first event.
-    #[diesel(sql_type = Nullable<Text>)]
-    pub user_agent: Option<String>,
-    /// Referrer of the session's first event.
-    #[diesel(sql_type = Nullable<Text>)]
-    pub referrer: Option<String>,
-    /// Url of the session's first page view.
-    #[diesel(sql_type = Nullable<Text>)]
-    pub entry_url: Option<String>,
-    /// `data.country` of the first page view.
-    #[diesel(sql_type = Nullable<Text>)]
-    pub country: Option<String>,
-    /// `data.city` of the first page view.
-    #[diesel(sql_type = Nullable<Text>)]
-    pub city: Option<String>,
-    /// Earliest event time, microseconds since the Unix epoch.
-    #[diesel(sql_type = BigInt)]
-    pub first_seen_us: i64,
-    /// Latest event time, microseconds since the Unix epoch.
-    #[diesel(sql_type = BigInt)]
-    pub last_seen_us: i64,
+    /// The session as stored.
+    #[diesel(embed)]
+    pub session: SessionRow,
     /// Events stored for the session.
     #[diesel(sql_type = BigInt)]
     pub events: i64,
     /// `visit` events stored for the session.
     #[diesel(sql_type = BigInt)]
     pub page_views: i64,
-}
-
-impl SessionSummary {
-    /// Earliest event time.
-    pub fn first_seen(&self) -> chrono::DateTime<chrono::Utc> {
-        from_micros(self.first_seen_us)
-    }
-    /// Latest event time.
-    pub fn last_seen(&self) -> chrono::DateTime<chrono::Utc> {
-        from_micros(self.last_seen_us)
-    }
 }
 
 /// Which sessions `/sessions` lists: newest first by `(first_seen, id)`.
@@ -139,64 +101,6 @@ pub struct TopItem {
     /// Distinct sessions with such an event in the range (exact).
     pub visitors: i64,
 }
-
-/// A bind value.
-#[derive(Clone)]
-enum Param {
-    Int(i64),
-    Text(String),
-}
-
-fn pg_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Runs `sql` (with `?` placeholders, none inside literals) on the
-/// configured backend.
-fn load<T>(store: &Store, sql: &str, params: &[Param]) -> Result<Vec<T>, StoreError>
-where
-    T: QueryableByName<Pg> + QueryableByName<Sqlite> + 'static,
-{
-    match &*store.pools {
-        Pools::Pg(pool) => {
-            let mut conn = pool.get()?;
-            let mut q = sql_query(pg_placeholders(sql)).into_boxed::<Pg>();
-            for p in params {
-                q = match p {
-                    Param::Int(v) => q.bind::<BigInt, _>(*v),
-                    Param::Text(s) => q.bind::<Text, _>(s.as_str()),
-                };
-            }
-            Ok(q.load(&mut conn)?)
-        }
-        Pools::Sqlite(pool) => {
-            let mut conn = pool.get()?;
-            let mut q = sql_query(sql).into_boxed::<Sqlite>();
-            for p in params {
-                q = match p {
-                    Param::Int(v) => q.bind::<BigInt, _>(*v),
-                    Param::Text(s) => q.bind::<Text, _>(s.as_str()),
-                };
-            }
-            Ok(q.load(&mut conn)?)
-        }
-    }
-}
-
-const EVENT_COLUMNS: &str = "e.id, e.public_id, s.token AS session_token, e.kind, e.url, \
-     e.referrer, e.user_agent, e.label, e.metadata, e.occurred_at AS occurred_at_us, \
-     e.received_at AS received_at_us FROM events e JOIN sessions s ON s.id = e.session_id";
 
 const SUMMARY_COLUMNS: &str = "s.id, s.token, s.user_agent, s.referrer, s.entry_url, \
      s.country, s.city, s.first_seen AS first_seen_us, s.last_seen AS last_seen_us, \

@@ -1,13 +1,16 @@
 //! Read queries, written once for both backends.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::sql_types::{BigInt, Text};
+use diesel::sqlite::Sqlite;
 use diesel::{sql_query, QueryableByName, RunQueryDsl};
 
 use crate::store::Pools;
 use crate::{SessionRow, Store, StoreError, StoredEvent};
 
-const EVENT_COLUMNS: &str = "e.id, e.public_id, s.token AS session_token, e.kind, e.url, \
+pub(crate) const EVENT_COLUMNS: &str =
+    "e.id, e.public_id, s.token AS session_token, e.kind, e.url, \
      e.referrer, e.user_agent, e.label, e.metadata, e.occurred_at AS occurred_at_us, \
      e.received_at AS received_at_us FROM events e JOIN sessions s ON s.id = e.session_id";
 
@@ -20,10 +23,17 @@ struct Count {
     n: i64,
 }
 
-/// Rewrites `?` placeholders to PostgreSQL's `$1, $2, …`. The queries here
-/// contain no `?` in literals.
+/// A bind value of a read query.
+#[derive(Clone)]
+pub(crate) enum Param {
+    Int(i64),
+    Text(String),
+}
+
+/// Rewrites `?` placeholders to PostgreSQL's `$1, $2, …`. The queries of
+/// this crate contain no `?` in literals.
 fn pg_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
+    let mut out = String::with_capacity(sql.len() + 16);
     let mut n = 0;
     for c in sql.chars() {
         if c == '?' {
@@ -37,50 +47,56 @@ fn pg_placeholders(sql: &str) -> String {
     out
 }
 
-/// Runs the same query-building expression on whichever backend is
-/// configured; `$sql` is written with `?` placeholders.
-macro_rules! on_backend {
-    ($store:expr, $sql:expr, |$q:ident, $conn:ident| $body:expr) => {
-        match &*$store.pools {
-            Pools::Pg(pool) => {
-                let mut c = pool.get()?;
-                let $conn = &mut *c;
-                let $q = sql_query(pg_placeholders(&$sql));
-                $body
+/// Runs `sql` (with `?` placeholders, none inside literals) on the
+/// configured backend: every read query is written once for both.
+pub(crate) fn load<T>(store: &Store, sql: &str, params: &[Param]) -> Result<Vec<T>, StoreError>
+where
+    T: QueryableByName<Pg> + QueryableByName<Sqlite> + 'static,
+{
+    match &*store.pools {
+        Pools::Pg(pool) => {
+            let mut conn = pool.get()?;
+            let mut q = sql_query(pg_placeholders(sql)).into_boxed::<Pg>();
+            for p in params {
+                q = match p {
+                    Param::Int(v) => q.bind::<BigInt, _>(*v),
+                    Param::Text(s) => q.bind::<Text, _>(s.as_str()),
+                };
             }
-            Pools::Sqlite(pool) => {
-                let mut c = pool.get()?;
-                let $conn = &mut *c;
-                let $q = sql_query($sql);
-                $body
-            }
+            Ok(q.load(&mut conn)?)
         }
-    };
+        Pools::Sqlite(pool) => {
+            let mut conn = pool.get()?;
+            let mut q = sql_query(sql).into_boxed::<Sqlite>();
+            for p in params {
+                q = match p {
+                    Param::Int(v) => q.bind::<BigInt, _>(*v),
+                    Param::Text(s) => q.bind::<Text, _>(s.as_str()),
+                };
+            }
+            Ok(q.load(&mut conn)?)
+        }
+    }
 }
 
 impl Store {
     /// Every event of a session, in event-time order.
     pub fn session_events(&self, token: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let sql = format!("SELECT {EVENT_COLUMNS} WHERE s.token = ? ORDER BY e.occurred_at, e.id");
-        Ok(on_backend!(self, sql, |q, conn| q
-            .bind::<Text, _>(token)
-            .load(conn)?))
+        load(self, &sql, &[Param::Text(token.to_owned())])
     }
 
     /// One session by token.
     pub fn session(&self, token: &str) -> Result<Option<SessionRow>, StoreError> {
         let sql = format!("SELECT {SESSION_COLUMNS} WHERE token = ?");
-        let mut rows: Vec<SessionRow> =
-            on_backend!(self, sql, |q, conn| q.bind::<Text, _>(token).load(conn)?);
+        let mut rows: Vec<SessionRow> = load(self, &sql, &[Param::Text(token.to_owned())])?;
         Ok(rows.pop())
     }
 
     /// The `limit` most recent events (by event time, then id), newest first.
     pub fn recent_events(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         let sql = format!("SELECT {EVENT_COLUMNS} ORDER BY e.occurred_at DESC, e.id DESC LIMIT ?");
-        Ok(on_backend!(self, sql, |q, conn| q
-            .bind::<BigInt, _>(limit)
-            .load(conn)?))
+        load(self, &sql, &[Param::Int(limit)])
     }
 
     /// Events with event time at or after `since`, oldest first, at most
@@ -93,16 +109,16 @@ impl Store {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} WHERE e.occurred_at >= ? ORDER BY e.occurred_at, e.id LIMIT ?"
         );
-        Ok(on_backend!(self, sql, |q, conn| q
-            .bind::<BigInt, _>(since.timestamp_micros())
-            .bind::<BigInt, _>(limit)
-            .load(conn)?))
+        load(
+            self,
+            &sql,
+            &[Param::Int(since.timestamp_micros()), Param::Int(limit)],
+        )
     }
 
     /// Number of stored events.
     pub fn count_events(&self) -> Result<i64, StoreError> {
-        let sql = "SELECT COUNT(*) AS n FROM events".to_owned();
-        let rows: Vec<Count> = on_backend!(self, sql, |q, conn| q.load(conn)?);
+        let rows: Vec<Count> = load(self, "SELECT COUNT(*) AS n FROM events", &[])?;
         Ok(rows.first().map_or(0, |c| c.n))
     }
 }

@@ -252,8 +252,8 @@ fn keyset_pages_cover_every_session_and_event_once(store: &Store) {
             })
             .unwrap();
         let Some(last) = page.last() else { break };
-        before = Some((last.first_seen_us, last.id));
-        seen.extend(page.iter().map(|s| s.token.clone()));
+        before = Some((last.session.first_seen_us, last.session.id));
+        seen.extend(page.iter().map(|s| s.session.token.clone()));
     }
     let unique: std::collections::HashSet<_> = seen.iter().collect();
     assert_eq!(seen.len(), 50);

@@ -209,14 +209,15 @@ pub struct SessionView<'a> {
 
 impl<'a> SessionView<'a> {
     /// The view of a session summary.
-    pub fn of(s: &'a SessionSummary) -> Self {
+    pub fn of(summary: &'a SessionSummary) -> Self {
+        let s = &summary.session;
         Self {
             token: &s.token,
             first_seen: rfc3339(s.first_seen()),
             last_seen: rfc3339(s.last_seen()),
             duration_seconds: seconds(s.last_seen_us - s.first_seen_us),
-            events: s.events,
-            page_views: s.page_views,
+            events: summary.events,
+            page_views: summary.page_views,
             entry_url: s.entry_url.as_deref(),
             referrer: s.referrer.as_deref(),
             country: s.country.as_deref(),

@@ -29,7 +29,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .then(|| {
             sessions
                 .last()
-                .map(|s| encode_cursor('s', (s.first_seen_us, s.id)))
+                .map(|s| encode_cursor('s', (s.session.first_seen_us, s.session.id)))
         })
         .flatten();
     let views: Vec<SessionView<'_>> = sessions.iter().map(SessionView::of).collect();
