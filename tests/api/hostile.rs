@@ -165,6 +165,18 @@ fn declared_but_partial(extra: &[(&str, &str)], length: usize, start: &[u8]) -> 
     raw_post(&headers, start)
 }
 
+/// A POST sent whole with its `Content-Length`, on a connection that must
+/// then carry the next request.
+fn whole_then_reused(extra: &[(&str, &str)], body: &[u8]) -> Request {
+    let length = body.len().to_string();
+    let mut headers = vec![("Content-Length", length.as_str())];
+    headers.extend_from_slice(extra);
+    Request::Raw {
+        bytes: raw_post(&headers, body),
+        then: Then::Reused { rest: vec![] },
+    }
+}
+
 fn chunk(data: &[u8]) -> Vec<u8> {
     let mut out = format!("{:x}\r\n", data.len()).into_bytes();
     out.extend_from_slice(data);
@@ -644,8 +656,9 @@ fn cases() -> Vec<Case> {
         ("body of 50 MiB, partly sent", 50 * 1024 * 1024),
     ] {
         // Only the first 16 KiB of the body is ever sent: the 413 must come
-        // from the declared length, without waiting for (or reading) the
-        // rest.
+        // from the declared length without waiting for the rest (after the
+        // server's short pause for a body that keeps arriving), and the
+        // connection closes, since its remaining bytes never came.
         let start = padded(&id(name, "ok"), 16 * 1024);
         cases.push(Case {
             name: name.into(),
@@ -658,15 +671,35 @@ fn cases() -> Vec<Case> {
             refused: vec![id(name, "ok")],
         });
     }
+    for (name, size) in [
+        ("body of 513 KiB, sent whole", 513 * 1024),
+        ("body of 50 MiB, sent whole", 50 * 1024 * 1024),
+    ] {
+        // A client that sends the whole body at once (as browsers do) gets
+        // its 413 once the body is thrown away, and keeps its connection.
+        cases.push(Case {
+            name: name.into(),
+            send: whole_then_reused(&[], &padded(&id(name, "ok"), size)),
+            expect: Expect::Error(413, "body_too_large"),
+            stored: vec![],
+            refused: vec![id(name, "ok")],
+        });
+    }
     {
-        // A client that sends the whole body anyway gets its 413 too.
-        let name = "body of 50 MiB, sent whole";
-        cases.push(refused(
-            name,
-            padded(&id(name, "ok"), 50 * 1024 * 1024),
-            413,
-            "body_too_large",
-        ));
+        // Beyond what the server is willing to throw away, the 413 comes at
+        // once, without a pause for the rest, and the connection closes.
+        let name = "body declaring 1 GiB, partly sent";
+        let start = padded(&id(name, "ok"), 16 * 1024);
+        cases.push(Case {
+            name: name.into(),
+            send: Request::Raw {
+                bytes: declared_but_partial(&[], 1 << 30, &start),
+                then: Then::Closed,
+            },
+            expect: Expect::Error(413, "body_too_large"),
+            stored: vec![],
+            refused: vec![id(name, "ok")],
+        });
     }
     {
         // Chunked: no declared length; the 413 comes as soon as the body
@@ -991,10 +1024,7 @@ fn cases() -> Vec<Case> {
         assert!(bomb.len() < 512 * 1024, "the bomb fits the body limit");
         cases.push(Case {
             name: "gzip bomb, sent whole".into(),
-            send: Request::Post {
-                headers: vec![("Content-Encoding", "gzip")],
-                body: bomb.clone(),
-            },
+            send: whole_then_reused(&[("Content-Encoding", "gzip")], &bomb),
             expect: Expect::Error(415, "unsupported_encoding"),
             stored: vec![],
             refused: vec![],
