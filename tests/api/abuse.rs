@@ -106,3 +106,65 @@ async fn a_stalled_request_head_is_closed_within_the_limit() {
     assert!(started.elapsed() < Duration::from_secs(4));
     app.stop().await;
 }
+
+/// Opens `GET /stream` on a new connection and reads until its first bytes
+/// arrive: the connection has been accepted and is held open.
+async fn held_stream(addr: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("a stream within the cap is served")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_wait_until_one_closes() {
+    let db = sqlite();
+    // Two HTTP workers with two connections each.
+    let app = spawn_app_with(&db, |c| {
+        c.http_workers = 2;
+        c.max_connections = 4;
+    });
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(held_stream(&addr).await);
+    }
+
+    // The fifth connection gets through TCP (the kernel's backlog) but is
+    // not served while four are open.
+    let mut fifth = TcpStream::connect(&addr).await.unwrap();
+    fifth
+        .write_all(b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let early =
+        tokio::time::timeout(Duration::from_millis(1500), fifth.read_to_end(&mut answer)).await;
+    assert!(
+        early.is_err() && answer.is_empty(),
+        "a connection over the cap was served: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // One held connection closes: the waiting one is served.
+    drop(held.pop());
+    tokio::time::timeout(Duration::from_secs(5), fifth.read_to_end(&mut answer))
+        .await
+        .expect("the waiting connection is served once a slot is free")
+        .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(held);
+    app.stop().await;
+}

@@ -10,6 +10,7 @@ mod faults;
 mod helpers;
 mod history;
 mod hostile;
+mod logs;
 mod shutdown;
 mod stream;
 mod track;

@@ -14,12 +14,17 @@ use crate::helpers::Db;
 const REQUESTS: usize = 300;
 const EVENTS_PER_REQUEST: usize = 5;
 
-struct Server {
-    child: Child,
-    address: String,
+pub(crate) struct Server {
+    pub child: Child,
+    pub address: String,
 }
 
 fn start_binary(db: &TestDatabase) -> Server {
+    start_binary_logging(db, "warn", Stdio::null())
+}
+
+/// Starts the real binary on a free port, logging at `log` into `stderr`.
+pub(crate) fn start_binary_logging(db: &TestDatabase, log: &str, stderr: Stdio) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -28,9 +33,9 @@ fn start_binary(db: &TestDatabase) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_beacon"))
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &db.raw_url)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("the beacon binary starts");
     Server {
@@ -39,7 +44,7 @@ fn start_binary(db: &TestDatabase) -> Server {
     }
 }
 
-async fn wait_until_up(server: &Server) {
+pub(crate) async fn wait_until_up(server: &Server) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -53,7 +58,7 @@ async fn wait_until_up(server: &Server) {
     panic!("the server did not come up");
 }
 
-fn signal(server: &Server, name: &str) {
+pub(crate) fn signal(server: &Server, name: &str) {
     let status = Command::new("kill")
         .args([format!("-{name}"), server.child.id().to_string()])
         .status()
