@@ -106,7 +106,18 @@ impl TestApp {
             .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
     }
 
+    /// GET `path`. Before a read of the rollups (stats, top lists, session
+    /// counters), every acknowledged event is folded into them, as the
+    /// server's rollup worker does within `--rollup-interval`, so that the
+    /// figures are exact without sleeping (`history.rs` checks the worker
+    /// on its own).
     pub async fn get(&self, path: &str) -> reqwest::Response {
+        if ["/stats/", "/top-", "/sessions"]
+            .iter()
+            .any(|p| path.starts_with(p))
+        {
+            self.settle().await;
+        }
         self.client
             .get(format!("{}{path}", self.address))
             .send()
@@ -121,6 +132,14 @@ impl TestApp {
         tokio::task::spawn_blocking(move || store.session_events(&token).unwrap())
             .await
             .unwrap()
+    }
+
+    /// Folds every acknowledged event into the rollups.
+    pub async fn settle(&self) {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.roll_up_all().unwrap())
+            .await
+            .unwrap();
     }
 
     pub async fn count(&self) -> i64 {

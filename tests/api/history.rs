@@ -24,6 +24,7 @@ on_both_backends!(
     pagination_has_no_gaps_or_duplicates_while_inserts_continue,
     bad_parameters_get_400_with_the_error_shape,
     rollup_rebuild_command_recomputes_the_same_figures,
+    the_rollup_worker_folds_acknowledged_events_in_by_itself,
 );
 
 const SITE: &str = "https://site.example";
@@ -800,4 +801,55 @@ async fn rollup_rebuild_command_recomputes_the_same_figures(db: &TestDatabase) {
         pages_before
     );
     app.stop().await;
+}
+
+/// Without `TestApp::get`'s settling: the worker's own passes bring the
+/// figures up to date within a few intervals, and a graceful stop leaves
+/// nothing acknowledged out of the rollups.
+async fn the_rollup_worker_folds_acknowledged_events_in_by_itself(db: &TestDatabase) {
+    let app = spawn_app_with(db, |c| {
+        c.rollup_interval = std::time::Duration::from_millis(100)
+    });
+    let visits: Vec<String> = (0..3)
+        .map(|i| format!(r#"{{"type":"visit","sessionId":"worker-{i}","url":"{SITE}/w"}}"#))
+        .collect();
+    let response = app
+        .post_track(format!(r#"{{"batch":[{}]}}"#, visits.join(",")))
+        .await;
+    assert_eq!(response.status(), 200);
+    let url = format!("{}/stats/daily", app.address);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let body: Value = app
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["totals"]["page_views"] == 3 && body["totals"]["visitors"] == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not roll the visits up: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Acknowledged just before a graceful stop: rolled up by the last pass.
+    let response = app
+        .post_track(r#"{"type":"visit","sessionId":"worker-last","url":"https://site.example/w"}"#)
+        .await;
+    assert_eq!(response.status(), 200);
+    let store = app.store.clone();
+    app.stop().await;
+    let pending = tokio::task::spawn_blocking(move || store.roll_up(1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.applied, 0,
+        "a graceful stop rolls up every acknowledged event"
+    );
 }

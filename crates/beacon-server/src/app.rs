@@ -15,6 +15,7 @@ use beacon_metrics::LiveConfig;
 use crate::config::Config;
 use crate::ingest::{self, IngestOptions, Ingestor, Writers};
 use crate::live::{self, Live};
+use crate::rollups::Roller;
 use crate::routes::{self, Extras, Origins};
 use crate::state::AppState;
 
@@ -43,6 +44,7 @@ pub struct Application {
     server: Server,
     ingestor: Ingestor,
     writers: Writers,
+    roller: Roller,
     store: Store,
     live: Arc<Live>,
 }
@@ -137,6 +139,8 @@ impl Application {
             })
         };
         let (ingestor, writers) = ingest::start(store.clone(), &options, sink);
+        let roller = Roller::start(store.clone(), config.rollup_interval)
+            .map_err(|e| StartError::Task(format!("cannot start the rollup worker: {e}")))?;
         actix_web::rt::spawn(live::run_broadcaster(
             Arc::clone(&live),
             store.clone(),
@@ -222,6 +226,7 @@ impl Application {
             server,
             ingestor,
             writers,
+            roller,
             store,
             live,
         })
@@ -254,6 +259,7 @@ impl Application {
             server,
             ingestor,
             writers,
+            roller,
             ..
         } = self;
         actix_web::rt::spawn(async move {
@@ -266,7 +272,14 @@ impl Application {
         // The workers (and their state) are gone; dropping the last queue
         // handle lets the writers drain the queue and stop.
         drop(ingestor);
-        if web::block(move || writers.join()).await.is_err() {
+        if web::block(move || {
+            writers.join();
+            // After the writers: their last commits are rolled up too.
+            roller.stop();
+        })
+        .await
+        .is_err()
+        {
             log::error!("could not wait for the ingest writers");
         }
         log::info!("stopped: every acknowledged event is committed");

@@ -138,6 +138,12 @@ pub struct Config {
     #[arg(long, env = "BEACON_MAX_CONNECTIONS", default_value_t = 15_000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub max_connections: u32,
 
+    /// Time between two passes that fold acknowledged events into the
+    /// rollups behind /stats and the top lists (their figures lag by about
+    /// this much), e.g. `1s` or `250ms`.
+    #[arg(long, env = "BEACON_ROLLUP_INTERVAL", default_value = "1s", value_parser = parse_duration, global = true)]
+    pub rollup_interval: Duration,
+
     /// Time between two live snapshots on /stream, e.g. `5s` or `500ms`.
     #[arg(long, env = "BEACON_STREAM_INTERVAL", default_value = "5s", value_parser = parse_duration, global = true)]
     pub stream_interval: Duration,

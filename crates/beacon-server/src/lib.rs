@@ -6,6 +6,7 @@ pub mod config;
 mod error;
 pub mod ingest;
 pub mod live;
+mod rollups;
 pub mod routes;
 mod state;
 

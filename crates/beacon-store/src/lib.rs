@@ -13,6 +13,7 @@ mod write;
 
 pub use error::StoreError;
 pub use history::{BucketFigures, EventQuery, SessionQuery, SessionSummary, TopDimension, TopItem};
+pub use rollup::RollupProgress;
 pub use rows::{SessionRow, StoredEvent};
 pub use store::{Backend, PoolOptions, Store};
 pub use url::DatabaseUrl;

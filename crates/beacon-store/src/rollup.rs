@@ -1,6 +1,18 @@
-//! Rollups for the historical API, kept up to date inside the batch-insert
-//! transaction, from the events that transaction actually inserted (a
-//! retried event that was skipped as a duplicate is not counted again).
+//! Rollups for the historical API, folded in after the commit that
+//! acknowledges the events, by [`Store::roll_up`]: a pass reads the
+//! committed events past a watermark back in id order and adds them to the
+//! rollups in one transaction that also moves the watermark, so each event
+//! is counted exactly once, whenever and wherever (several instances, a
+//! restart) the pass runs. Folding many acknowledged batches in one pass
+//! also collapses their updates to the same aggregate rows.
+//!
+//! An id is read only once every smaller id is settled: PostgreSQL hands out
+//! ids at insert time, so a transaction still running may hold a smaller id
+//! than one already committed. Each insert transaction holds
+//! [`INGEST_LOCK`] in shared mode; a pass takes it exclusively just long
+//! enough to read `max(id)`, at which point every insert that could hold a
+//! smaller id has committed or rolled back. (SQLite has one writer at a
+//! time, so its largest id is always settled.)
 //!
 //! Three aggregate tables (see the migration `2026-11-30-000002_rollups`):
 //!
@@ -20,19 +32,18 @@
 //! `rollup_seen (session_id, dim, item, quarter)` remembers in which quarters
 //! each session was seen, so that an event arriving out of order (earlier
 //! than events already stored for its session) moves the `prev` of the
-//! later units correctly. The transaction holds the lock on every session
-//! row it touches (the session upsert comes first), so two writers never
-//! update the same session's rows at once; aggregate rows are upserted in
-//! key order, so concurrent writers cannot deadlock on them.
+//! later units correctly. A pass locks the watermark row first, so passes run
+//! one at a time (several instances may try at once), and the insert path
+//! never touches these tables.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use beacon_model::{EventKind, NewEvent};
+use beacon_model::EventKind;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::sql_types::{Array, BigInt, Nullable, SmallInt, Text};
 use diesel::sqlite::SqliteConnection;
-use diesel::{sql_query, Connection, QueryableByName, RunQueryDsl};
+use diesel::{sql_query, Connection, QueryResult, QueryableByName, RunQueryDsl};
 
 use crate::store::Pools;
 use crate::{Store, StoreError};
@@ -76,43 +87,55 @@ struct Fact<'a> {
     items: Vec<(i16, &'a str)>,
 }
 
-fn facts<'a>(
-    events: &'a [NewEvent],
-    session_ids: &HashMap<String, i64>,
-    inserted: impl Iterator<Item = (i64, &'a str)>,
-) -> Vec<Fact<'a>> {
-    let mut new: BTreeSet<(i64, &str)> = inserted.collect();
-    let mut out = Vec::with_capacity(new.len());
-    for e in events {
-        let Some(&session_id) = session_ids.get(e.session().as_str()) else {
-            continue;
-        };
-        // `remove`: a duplicate within the batch was inserted once.
-        if !new.remove(&(session_id, e.id().as_str())) {
-            continue;
-        }
-        let mut items = vec![(DIM_ALL, "")];
-        let visit = *e.kind() == EventKind::Visit;
-        if visit {
-            if let Some(url) = e.url() {
-                items.push((DIM_PAGE, url));
+/// A committed event not yet in the rollups, as read back from `events`.
+#[derive(QueryableByName, Debug)]
+struct PendingEvent {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    session_id: i64,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    url: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    referrer: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    label: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    occurred_at: i64,
+}
+
+/// The columns [`PendingEvent`] reads.
+const PENDING_COLUMNS: &str = "id, session_id, kind, url, referrer, label, occurred_at";
+
+fn facts(events: &[PendingEvent]) -> Vec<Fact<'_>> {
+    events
+        .iter()
+        .map(|e| {
+            let visit = e.kind == EventKind::Visit.as_str();
+            let click = e.kind == EventKind::Click.as_str();
+            let mut items = vec![(DIM_ALL, "")];
+            if visit {
+                if let Some(url) = &e.url {
+                    items.push((DIM_PAGE, url.as_str()));
+                }
+                if let Some(referrer) = e.referrer.as_deref().filter(|r| !r.is_empty()) {
+                    items.push((DIM_REFERRER, referrer));
+                }
             }
-            if let Some(referrer) = e.referrer().filter(|r| !r.is_empty()) {
-                items.push((DIM_REFERRER, referrer));
+            if click {
+                items.push((DIM_CLICK, e.label.as_deref().unwrap_or(UNKNOWN_LABEL)));
             }
-        }
-        if *e.kind() == EventKind::Click {
-            items.push((DIM_CLICK, e.label().unwrap_or(UNKNOWN_LABEL)));
-        }
-        out.push(Fact {
-            session_id,
-            quarter: quarter_of(e.occurred_at().timestamp_micros()),
-            visit,
-            click: *e.kind() == EventKind::Click,
-            items,
-        });
-    }
-    out
+            Fact {
+                session_id: e.session_id,
+                quarter: quarter_of(e.occurred_at),
+                visit,
+                click,
+                items,
+            }
+        })
+        .collect()
 }
 
 /// A row of `rollup_seen`.
@@ -302,20 +325,12 @@ fn seen_columns(plan: &Plan) -> SeenColumns {
     c
 }
 
-/// Updates the rollups for the events of a batch that were inserted (given
-/// as `(session_id, public_id)`), inside the batch's transaction, on
-/// PostgreSQL.
-pub(crate) fn pg_update<'a>(
-    conn: &mut PgConnection,
-    events: &'a [NewEvent],
-    session_ids: &HashMap<String, i64>,
-    inserted: impl Iterator<Item = (i64, &'a str)>,
-) -> Result<(), diesel::result::Error> {
-    let facts = facts(events, session_ids, inserted);
+/// Adds `facts` to the rollups, on PostgreSQL.
+fn pg_apply(conn: &mut PgConnection, facts: &[Fact<'_>]) -> Result<(), diesel::result::Error> {
     if facts.is_empty() {
         return Ok(());
     }
-    let sessions = session_ids_of(&facts);
+    let sessions = session_ids_of(facts);
     let seen: Vec<SeenRow> = sql_query(
         "SELECT session_id, dim, item, quarter FROM rollup_seen WHERE session_id = ANY($1)",
     )
@@ -327,7 +342,7 @@ pub(crate) fn pg_update<'a>(
     )
     .bind::<Array<BigInt>, _>(&sessions)
     .load(conn)?;
-    let plan = plan(&facts, seen, spans);
+    let plan = plan(facts, seen, spans);
 
     if !plan.seen.is_empty() {
         let (s, d, i, q) = seen_columns(&plan);
@@ -413,20 +428,17 @@ pub(crate) fn pg_update<'a>(
     Ok(())
 }
 
-/// [`pg_update`] on SQLite: rows travel as one JSON array per statement
+/// [`pg_apply`] on SQLite: rows travel as one JSON array per statement
 /// (expanded by `json_each`), so no statement nears the bound-variable
-/// limit whatever the batch size.
-pub(crate) fn sqlite_update<'a>(
+/// limit whatever the number of rows.
+fn sqlite_apply(
     conn: &mut SqliteConnection,
-    events: &'a [NewEvent],
-    session_ids: &HashMap<String, i64>,
-    inserted: impl Iterator<Item = (i64, &'a str)>,
+    facts: &[Fact<'_>],
 ) -> Result<(), diesel::result::Error> {
-    let facts = facts(events, session_ids, inserted);
     if facts.is_empty() {
         return Ok(());
     }
-    let sessions = serde_json::Value::from(session_ids_of(&facts)).to_string();
+    let sessions = serde_json::Value::from(session_ids_of(facts)).to_string();
     let seen: Vec<SeenRow> = sql_query(
         "SELECT session_id, dim, item, quarter FROM rollup_seen \
          WHERE session_id IN (SELECT value FROM json_each(?))",
@@ -440,7 +452,7 @@ pub(crate) fn sqlite_update<'a>(
     )
     .bind::<Text, _>(&sessions)
     .load(conn)?;
-    let plan = plan(&facts, seen, spans);
+    let plan = plan(facts, seen, spans);
 
     let json = |rows: Vec<serde_json::Value>| serde_json::Value::Array(rows).to_string();
     if !plan.seen.is_empty() {
@@ -527,18 +539,164 @@ pub(crate) fn sqlite_update<'a>(
     Ok(())
 }
 
+/// The advisory lock (PostgreSQL) that every insert transaction holds in
+/// shared mode, and a rollup pass briefly in exclusive mode to find the
+/// largest settled id. Anything else that inserts into `events` must hold
+/// it too (`SELECT pg_advisory_xact_lock_shared(INGEST_LOCK)`).
+pub const INGEST_LOCK: i64 = 0x6265_6163_6f6e; // "beacon"
+
+/// What one [`Store::roll_up`] pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollupProgress {
+    /// Events added to the rollups by this pass.
+    pub applied: usize,
+    /// True when no committed event was left out of the rollups when the
+    /// pass began (false: the pass stopped at its size limit; run another).
+    pub caught_up: bool,
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+const SETTLED_MAX_SQL: &str = "SELECT COALESCE(MAX(id), 0) AS id FROM events";
+const WATERMARK_SQL: &str = "SELECT last_event_id AS id FROM rollup_watermark WHERE id = 1";
+const PENDING_SQL_PG: &str = "WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3";
+const PENDING_SQL_SQLITE: &str = "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?";
+const SET_WATERMARK_PG: &str = "UPDATE rollup_watermark SET last_event_id = $1 WHERE id = 1";
+const SET_WATERMARK_SQLITE: &str = "UPDATE rollup_watermark SET last_event_id = ? WHERE id = 1";
+
+/// Where a pass stops: the last id read, or `settled` when the pass read
+/// everything up to it (ids between are gaps of rolled-back inserts).
+fn next_watermark(events: &[PendingEvent], limit: usize, settled: i64) -> i64 {
+    match events.last() {
+        Some(last) if events.len() >= limit => last.id,
+        _ => settled,
+    }
+}
+
+fn pg_roll_up(conn: &mut PgConnection, limit: usize) -> QueryResult<RollupProgress> {
+    // No insert is running while this short transaction holds the lock, so
+    // every id up to the maximum belongs to a finished transaction.
+    let settled = conn
+        .transaction(|conn| {
+            conn.batch_execute(&format!("SELECT pg_advisory_xact_lock({INGEST_LOCK})"))?;
+            sql_query(SETTLED_MAX_SQL).get_result::<Id>(conn)
+        })?
+        .id;
+    conn.transaction(|conn| {
+        let from = sql_query(format!("{WATERMARK_SQL} FOR UPDATE"))
+            .get_result::<Id>(conn)?
+            .id;
+        if from >= settled {
+            return Ok(RollupProgress {
+                applied: 0,
+                caught_up: true,
+            });
+        }
+        let events: Vec<PendingEvent> = sql_query(format!(
+            "SELECT {PENDING_COLUMNS} FROM events {PENDING_SQL_PG}"
+        ))
+        .bind::<BigInt, _>(from)
+        .bind::<BigInt, _>(settled)
+        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .load(conn)?;
+        pg_apply(conn, &facts(&events))?;
+        let to = next_watermark(&events, limit, settled);
+        sql_query(SET_WATERMARK_PG)
+            .bind::<BigInt, _>(to)
+            .execute(conn)?;
+        Ok(RollupProgress {
+            applied: events.len(),
+            caught_up: to == settled,
+        })
+    })
+}
+
+fn sqlite_roll_up(conn: &mut SqliteConnection, limit: usize) -> QueryResult<RollupProgress> {
+    // The write lock, taken first, keeps every insert out of the pass:
+    // the largest id is settled.
+    conn.immediate_transaction(|conn| {
+        let settled = sql_query(SETTLED_MAX_SQL).get_result::<Id>(conn)?.id;
+        let from = sql_query(WATERMARK_SQL).get_result::<Id>(conn)?.id;
+        if from >= settled {
+            return Ok(RollupProgress {
+                applied: 0,
+                caught_up: true,
+            });
+        }
+        let events: Vec<PendingEvent> = sql_query(format!(
+            "SELECT {PENDING_COLUMNS} FROM events {PENDING_SQL_SQLITE}"
+        ))
+        .bind::<BigInt, _>(from)
+        .bind::<BigInt, _>(settled)
+        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .load(conn)?;
+        sqlite_apply(conn, &facts(&events))?;
+        let to = next_watermark(&events, limit, settled);
+        sql_query(SET_WATERMARK_SQLITE)
+            .bind::<BigInt, _>(to)
+            .execute(conn)?;
+        Ok(RollupProgress {
+            applied: events.len(),
+            caught_up: to == settled,
+        })
+    })
+}
+
+impl Store {
+    /// Adds committed events that are not yet in the rollups to them, at
+    /// most `limit` (at least 1) in one transaction, oldest first. Safe to
+    /// run from several threads or instances at once: each event is added
+    /// exactly once. The historical API's stats and top lists lag the
+    /// events by whatever has not been rolled up yet.
+    pub fn roll_up(&self, limit: usize) -> Result<RollupProgress, StoreError> {
+        let limit = limit.max(1);
+        Ok(match &*self.pools {
+            Pools::Pg(pool) => pg_roll_up(&mut *pool.get()?, limit)?,
+            Pools::Sqlite(pool) => sqlite_roll_up(&mut *pool.get()?, limit)?,
+        })
+    }
+
+    /// Runs [`Store::roll_up`] passes until every event committed before
+    /// the call is in the rollups; returns how many were added.
+    pub fn roll_up_all(&self) -> Result<usize, StoreError> {
+        let mut applied = 0;
+        loop {
+            let pass = self.roll_up(ROLL_UP_ALL_PASS)?;
+            applied += pass.applied;
+            if pass.caught_up {
+                return Ok(applied);
+            }
+        }
+    }
+}
+
+/// After a rebuild, every stored event is in the rollups.
+const SET_WATERMARK_TO_MAX: &str =
+    "UPDATE rollup_watermark SET last_event_id = (SELECT COALESCE(MAX(id), 0) FROM events) WHERE id = 1";
+
+/// Events per pass of [`Store::roll_up_all`].
+const ROLL_UP_ALL_PASS: usize = 20_000;
+
 impl Store {
     /// Recomputes every rollup from the stored events and sessions, in one
-    /// transaction. Ingestion waits meanwhile (PostgreSQL: a SHARE lock on
-    /// `events`; SQLite: the write lock), so no event is missed or counted
-    /// twice.
+    /// transaction, and moves the watermark past every event. Ingestion
+    /// waits meanwhile (PostgreSQL: a SHARE lock on `events`; SQLite: the
+    /// write lock), so no event is missed or counted twice.
     pub fn rebuild_rollups(&self) -> Result<(), StoreError> {
         match &*self.pools {
             Pools::Pg(pool) => {
                 let mut conn = pool.get()?;
                 conn.transaction(|conn| {
+                    // The watermark row first: a rollup pass waits for the
+                    // rebuild (and the rebuild for a running pass).
+                    sql_query(format!("{WATERMARK_SQL} FOR UPDATE")).get_result::<Id>(conn)?;
                     conn.batch_execute("LOCK TABLE events IN SHARE MODE")?;
-                    conn.batch_execute(REBUILD_SQL)
+                    conn.batch_execute(REBUILD_SQL)?;
+                    conn.batch_execute(SET_WATERMARK_TO_MAX)
                 })?;
                 // VACUUM sets the visibility map, without which the top
                 // lists' index-only scans would visit the table after all
@@ -549,7 +707,10 @@ impl Store {
             }
             Pools::Sqlite(pool) => {
                 let mut conn = pool.get()?;
-                conn.immediate_transaction(|conn| conn.batch_execute(REBUILD_SQL))?;
+                conn.immediate_transaction(|conn| {
+                    conn.batch_execute(REBUILD_SQL)?;
+                    conn.batch_execute(SET_WATERMARK_TO_MAX)
+                })?;
             }
         }
         Ok(())

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use beacon_model::{EventKind, NewEvent};
-use diesel::connection::Connection;
+use diesel::connection::{Connection, SimpleConnection};
 use diesel::pg::{Pg, PgConnection};
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Untyped};
@@ -254,6 +254,12 @@ fn pg_insert(
         first_seen: sessions.values().map(|s| s.first_seen).collect(),
         last_seen: sessions.values().map(|s| s.last_seen).collect(),
     };
+    // Held until commit: a rollup pass reads only ids no running insert can
+    // fall below (see `rollup.rs`).
+    conn.batch_execute(&format!(
+        "SELECT pg_advisory_xact_lock_shared({})",
+        crate::rollup::INGEST_LOCK
+    ))?;
     let rows: Vec<SessionId> = upsert.load(conn)?;
     let ids: HashMap<String, i64> = rows.into_iter().map(|r| (r.token, r.id)).collect();
     let session_of = |e: &NewEvent| ids.get(e.session().as_str()).copied().unwrap_or_default();
@@ -271,14 +277,6 @@ fn pg_insert(
         received_at: events.iter().map(|e| micros(e.received_at())).collect(),
     };
     let inserted: Vec<InsertedEvent> = insert.load(conn)?;
-    crate::rollup::pg_update(
-        conn,
-        events,
-        &ids,
-        inserted
-            .iter()
-            .map(|r| (r.session_id, r.public_id.as_str())),
-    )?;
     Ok((ids, inserted))
 }
 
@@ -338,14 +336,6 @@ fn sqlite_insert(
         }
         inserted.extend(query.load::<InsertedEvent>(conn)?);
     }
-    crate::rollup::sqlite_update(
-        conn,
-        events,
-        &ids,
-        inserted
-            .iter()
-            .map(|r| (r.session_id, r.public_id.as_str())),
-    )?;
     Ok((ids, inserted))
 }
 

@@ -1,6 +1,7 @@
-//! Rollups: what the batch insert maintains equals what a rebuild from
-//! events computes, on SQLite and PostgreSQL, whatever the arrival order,
-//! retries and duplicates; and the history queries read them right.
+//! Rollups: what the rollup passes fold in equals what a rebuild from events
+//! computes, on SQLite and PostgreSQL, whatever the arrival order, retries,
+//! duplicates and pass boundaries; a pass never skips an event of an insert
+//! still running; and the history queries read them right.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -44,6 +45,7 @@ macro_rules! suite {
 
 suite!(
     incremental_rollups_equal_a_rebuild_whatever_the_arrival_order,
+    rollups_lag_until_a_pass_and_each_event_is_counted_once,
     retried_batches_are_not_counted_twice,
     stats_and_top_lists_count_distinct_sessions_exactly,
     keyset_pages_cover_every_session_and_event_once,
@@ -98,9 +100,14 @@ fn incremental_rollups_equal_a_rebuild_whatever_the_arrival_order(store: &Store)
         let j = rng.next(i as u64 + 1) as usize;
         all.swap(i, j);
     }
+    // Passes of uneven sizes that cut batches anywhere, lagging behind the
+    // inserts, then a last catch-up.
+    let mut passes = Lcg(5);
     for chunk in all.chunks(250) {
         store.insert_batch(&batch(chunk)).unwrap();
+        store.roll_up(1 + passes.next(400) as usize).unwrap();
     }
+    store.roll_up_all().unwrap();
     let incremental = store.rollup_fingerprint().unwrap();
     assert!(incremental.len() > 1000, "rollups were maintained");
     store.rebuild_rollups().unwrap();
@@ -120,14 +127,63 @@ fn incremental_rollups_equal_a_rebuild_whatever_the_arrival_order(store: &Store)
     }
 }
 
+fn rollups_lag_until_a_pass_and_each_event_is_counted_once(store: &Store) {
+    let all = random_events(13, 100, 5);
+    store.insert_batch(&batch(&all)).unwrap();
+    let q = |day: u32| {
+        Utc.with_ymd_and_hms(2026, 10, day, 0, 0, 0)
+            .unwrap()
+            .timestamp_micros()
+            .div_euclid(900_000_000)
+    };
+    let (from, to) = (q(23), q(29));
+    let events = |store: &Store| store.bucket_stats(&[from, to]).unwrap().1.events;
+    assert_eq!(events(store), 0, "nothing is rolled up before a pass");
+    let first = store.roll_up(30).unwrap();
+    assert_eq!(
+        first,
+        beacon_store::RollupProgress {
+            applied: 30,
+            caught_up: false
+        }
+    );
+    assert_eq!(events(store), 30);
+    assert_eq!(store.roll_up_all().unwrap(), 70);
+    assert_eq!(events(store), 100);
+    let idle = store.roll_up(30).unwrap();
+    assert_eq!(
+        idle,
+        beacon_store::RollupProgress {
+            applied: 0,
+            caught_up: true
+        }
+    );
+    assert_eq!(
+        events(store),
+        100,
+        "a pass with nothing new changes nothing"
+    );
+    // A rebuild moves the watermark: nothing is counted twice after it.
+    let more: Vec<String> = random_events(17, 10, 2)
+        .iter()
+        .map(|e| e.replace(r#""id":"e"#, r#""id":"more-"#))
+        .collect();
+    store.insert_batch(&batch(&more)).unwrap();
+    store.rebuild_rollups().unwrap();
+    assert_eq!(store.roll_up_all().unwrap(), 0);
+    assert_eq!(events(store), 110);
+}
+
 fn retried_batches_are_not_counted_twice(store: &Store) {
     let all = random_events(3, 400, 10);
     store.insert_batch(&batch(&all[..300])).unwrap();
+    assert_eq!(store.roll_up_all().unwrap(), 300);
     // A retry of the first 200 with 100 new ones, and a duplicate within.
     let mut retry = all[..200].to_vec();
     retry.extend_from_slice(&all[300..]);
     retry.push(all[350].clone());
     store.insert_batch(&batch(&retry)).unwrap();
+    assert_eq!(store.roll_up_all().unwrap(), 100, "only the new events");
     let incremental = store.rollup_fingerprint().unwrap();
     store.rebuild_rollups().unwrap();
     assert_eq!(incremental, store.rollup_fingerprint().unwrap());
@@ -139,6 +195,7 @@ fn stats_and_top_lists_count_distinct_sessions_exactly(store: &Store) {
     for chunk in all.chunks(300) {
         store.insert_batch(&batch(chunk)).unwrap();
     }
+    store.roll_up_all().unwrap();
     let stored = store
         .list_events(&EventQuery {
             limit: 10_000,
@@ -238,9 +295,50 @@ fn stats_and_top_lists_count_distinct_sessions_exactly(store: &Store) {
     }
 }
 
+/// An insert that took its id before another insert committed, and commits
+/// after it: a pass must wait for it rather than move the watermark past
+/// its id and never count it.
+#[test]
+fn a_pass_waits_for_an_insert_still_running_below_its_ids() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let Some(db) = TestDatabase::postgres() else {
+        return;
+    };
+    let store = open(&db);
+    let mut slow = diesel::PgConnection::establish(&db.raw_url).unwrap();
+    slow.batch_execute(&format!(
+        "BEGIN; SELECT pg_advisory_xact_lock_shared({lock});
+         INSERT INTO sessions (token, first_seen, last_seen) VALUES ('slow', 1, 1);
+         INSERT INTO events (public_id, session_id, kind, occurred_at, received_at)
+             SELECT 'slow-1', id, 'visit', 1, 1 FROM sessions WHERE token = 'slow';",
+        lock = beacon_store::rollup::INGEST_LOCK
+    ))
+    .unwrap();
+    // A later insert commits first, with a larger id.
+    store
+        .insert_batch(&batch(&random_events(19, 5, 1)))
+        .unwrap();
+    let pass = {
+        let store = store.clone();
+        std::thread::spawn(move || store.roll_up_all().unwrap())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !pass.is_finished(),
+        "the pass went ahead while an insert below its ids was running"
+    );
+    slow.batch_execute("COMMIT").unwrap();
+    assert_eq!(pass.join().unwrap(), 6, "both inserts are rolled up");
+    let incremental = store.rollup_fingerprint().unwrap();
+    store.rebuild_rollups().unwrap();
+    assert_eq!(incremental, store.rollup_fingerprint().unwrap());
+}
+
 fn keyset_pages_cover_every_session_and_event_once(store: &Store) {
     let all = random_events(5, 500, 50);
     store.insert_batch(&batch(&all)).unwrap();
+    store.roll_up_all().unwrap();
     let mut seen = Vec::new();
     let mut before = None;
     loop {

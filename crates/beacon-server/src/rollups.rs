@@ -1,0 +1,88 @@
+//! The rollup worker: folds acknowledged events into the rollups of the
+//! historical API, off the acknowledgement path (see
+//! `beacon_store::rollup`).
+//!
+//! Each pass reads what was committed since the last one, so many
+//! acknowledged batches share one rollup transaction. The watermark lives in
+//! the database: events committed and not yet rolled up when the process
+//! stops (or crashes) are rolled up by the next pass of any instance.
+
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use beacon_store::{Store, StoreError};
+
+/// Events read per rollup transaction: big enough to merge many batches,
+/// small enough to keep each transaction short.
+const PASS_EVENTS: usize = 20_000;
+
+/// How long the last passes at shutdown may take; what is left is rolled
+/// up at the next start.
+const FINAL_PASSES: Duration = Duration::from_secs(5);
+
+/// The running worker.
+pub struct Roller {
+    stop: Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Roller {
+    /// Starts the worker; it runs a pass at once (catching up after a
+    /// restart), then every `interval`.
+    pub fn start(store: Store, interval: Duration) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name("beacon-rollups".into())
+            .spawn(move || {
+                let mut failing = false;
+                loop {
+                    // While the database is away, say so once, not per pass;
+                    // the watermark keeps what is owed.
+                    match catch_up(&store, None) {
+                        Ok(()) if failing => {
+                            log::info!("rollups caught up again");
+                            failing = false;
+                        }
+                        Err(e) if !failing => {
+                            log::warn!("rollups wait for the database: {e}");
+                            failing = true;
+                        }
+                        _ => {}
+                    }
+                    match stopped.recv_timeout(interval) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                            if let Err(e) = catch_up(&store, Some(Instant::now() + FINAL_PASSES)) {
+                                log::warn!("stopping with events not yet rolled up ({e}); the next start rolls them up");
+                            }
+                            return;
+                        }
+                    }
+                }
+            })?;
+        Ok(Self { stop, handle })
+    }
+
+    /// Runs the last passes (bounded in time) and stops the worker. Call it
+    /// after the writers stopped, so that their last commits are included.
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        if self.handle.join().is_err() {
+            log::error!("the rollup worker panicked");
+        }
+    }
+}
+
+/// Passes until nothing committed is left out, or the deadline.
+fn catch_up(store: &Store, deadline: Option<Instant>) -> Result<(), StoreError> {
+    loop {
+        if store.roll_up(PASS_EVENTS)?.caught_up {
+            return Ok(());
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            log::warn!("stopping with events not yet rolled up; the next start rolls them up");
+            return Ok(());
+        }
+    }
+}
