@@ -6,22 +6,30 @@
 //! committed. Many requests share one commit, so durability does not cost
 //! throughput: while one writer commits, requests pile up, and the next
 //! writer takes them all.
+//!
+//! A writer does only what the acknowledgement waits for: build the
+//! statements, commit, answer. Joining the returned ids with the events,
+//! feeding the live metrics ([`CommitSink`]) and freeing the batch happen on
+//! a feeder thread, in commit order, while the writer commits the next
+//! group.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use beacon_model::NewEvent;
-use beacon_store::{Store, StoreError, StoredEvent};
+use beacon_store::{Inserted, Store, StoreError, StoredEvent};
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 
 /// Called after each transaction: with the events that were new (not
 /// duplicates), in commit order, or with the error when the database was
-/// unavailable. It runs on a writer thread: keep it short.
+/// unavailable. It runs on the feeder thread, after the requests were
+/// answered; a slow sink holds up the writers only once the feeder's
+/// small queue is full.
 pub type CommitSink = Arc<dyn Fn(Result<&[StoredEvent], &StoreError>) + Send + Sync>;
 
 type SinkFn = dyn Fn(Result<&[StoredEvent], &StoreError>) + Send + Sync;
@@ -54,19 +62,46 @@ pub struct Ingestor {
     ack_timeout: Duration,
 }
 
-/// The writer threads, to be joined at shutdown.
+/// What a writer hands to the feeder after a transaction.
+enum Outcome {
+    Committed(Vec<NewEvent>, Inserted),
+    Unavailable(StoreError),
+}
+
+/// Groups the feeder may hold before the writers wait for it.
+const FEEDER_QUEUE: usize = 16;
+
+/// The writer threads and the feeder, to be joined at shutdown.
 pub struct Writers {
     handles: Vec<JoinHandle<()>>,
+    feeder: Option<JoinHandle<()>>,
 }
 
 impl Writers {
     /// Waits until every writer has committed the queue and stopped (which
-    /// happens once every [`Ingestor`] handle is dropped).
+    /// happens once every [`Ingestor`] handle is dropped), and the feeder
+    /// has passed on every commit.
     pub fn join(self) {
         for handle in self.handles {
             if handle.join().is_err() {
                 log::error!("an ingest writer thread panicked");
             }
+        }
+        // The writers' senders are gone: the feeder ends after the last
+        // outcome.
+        if self.feeder.is_some_and(|f| f.join().is_err()) {
+            log::error!("the ingest feeder thread panicked");
+        }
+    }
+}
+
+fn feeder_loop(outcomes: &Receiver<Outcome>, sink: &SinkFn) {
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Committed(events, inserted) => {
+                sink(Ok(&inserted.stored_events(&events)));
+            }
+            Outcome::Unavailable(e) => sink(Err(&e)),
         }
     }
 }
@@ -76,16 +111,22 @@ pub fn start(store: Store, options: &IngestOptions, sink: CommitSink) -> (Ingest
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
     let queued = Arc::new(AtomicUsize::new(0));
+    let (outcomes, feed) = mpsc::sync_channel::<Outcome>(FEEDER_QUEUE);
+    let feeder = std::thread::Builder::new()
+        .name("beacon-feeder".into())
+        .spawn(move || feeder_loop(&feed, &*sink))
+        .map_err(|e| log::error!("cannot start the ingest feeder thread: {e}"))
+        .ok();
     let handles = (0..options.writers.max(1))
         .map(|i| {
             let rx = Arc::clone(&rx);
             let store = store.clone();
-            let sink = Arc::clone(&sink);
+            let outcomes = outcomes.clone();
             let queued = Arc::clone(&queued);
             let batch_max = options.batch_max.max(1);
             std::thread::Builder::new()
                 .name(format!("beacon-writer-{i}"))
-                .spawn(move || writer_loop(&rx, &store, &*sink, &queued, batch_max))
+                .spawn(move || writer_loop(&rx, &store, &outcomes, &queued, batch_max))
         })
         .filter_map(|spawned| match spawned {
             Ok(handle) => Some(handle),
@@ -102,7 +143,7 @@ pub fn start(store: Store, options: &IngestOptions, sink: CommitSink) -> (Ingest
             queue_max: options.queue_max,
             ack_timeout: options.ack_timeout,
         },
-        Writers { handles },
+        Writers { handles, feeder },
     )
 }
 
@@ -141,7 +182,7 @@ impl Ingestor {
 fn writer_loop(
     rx: &Mutex<Receiver<Job>>,
     store: &Store,
-    sink: &SinkFn,
+    sink: &SyncSender<Outcome>,
     queued: &AtomicUsize,
     batch_max: usize,
 ) {
@@ -173,7 +214,7 @@ fn writer_loop(
 /// Commits a group; on a failure that is not the database being away,
 /// retries each request alone so one request's problem cannot fail the
 /// others of its group.
-fn commit(store: &Store, sink: &SinkFn, jobs: Vec<Job>) {
+fn commit(store: &Store, sink: &SyncSender<Outcome>, jobs: Vec<Job>) {
     // The group's events are moved (not cloned) into one batch; each reply
     // keeps its request's event count, so a failed group can be split back
     // into its requests.
@@ -183,23 +224,23 @@ fn commit(store: &Store, sink: &SinkFn, jobs: Vec<Job>) {
         replies.push((job.reply, job.events.len()));
         all.extend(job.events);
     }
-    match store.insert_batch(&all) {
-        Ok(stored) => {
-            // Free the batch before the sink and the replies: no need to
-            // hold it while the requests are answered.
-            drop(all);
-            sink(Ok(&stored));
+    match store.insert(&all) {
+        Ok(inserted) => {
             for (reply, _) in replies {
                 // The client may have gone away; its events are committed
                 // all the same.
                 let _ = reply.send(Ok(()));
             }
+            // The feeder is gone only if its thread could not start.
+            let _ = sink.send(Outcome::Committed(all, inserted));
         }
         Err(e) if e.is_unavailable() || replies.len() == 1 => {
-            if e.is_unavailable() {
-                sink(Err(&e));
-            }
             let message = e.to_string();
+            if e.is_unavailable() {
+                let _ = sink.send(Outcome::Unavailable(StoreError::Unavailable(
+                    message.clone(),
+                )));
+            }
             let mut replies = replies.into_iter();
             if let Some((first, _)) = replies.next() {
                 let _ = first.send(Err(e));

@@ -17,3 +17,4 @@ pub use rollup::RollupProgress;
 pub use rows::{SessionRow, StoredEvent};
 pub use store::{Backend, PoolOptions, Store};
 pub use url::DatabaseUrl;
+pub use write::Inserted;

@@ -78,7 +78,7 @@ struct SessionId {
     token: String,
 }
 
-#[derive(QueryableByName)]
+#[derive(QueryableByName, Debug)]
 struct InsertedEvent {
     #[diesel(sql_type = BigInt)]
     id: i64,
@@ -212,6 +212,33 @@ ON CONFLICT (token) DO UPDATE SET
     city       = COALESCE(sessions.city, excluded.city)
 RETURNING id, token";
 
+/// What one committed batch inserted: the rows the database returned. Join
+/// them with the batch's events through [`Inserted::stored_events`], which
+/// can run after the commit has been acknowledged, off the writer's path.
+#[derive(Debug)]
+pub struct Inserted {
+    session_ids: HashMap<String, i64>,
+    rows: Vec<InsertedEvent>,
+}
+
+impl Inserted {
+    /// Events that were new (not already stored).
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when every event of the batch was already stored.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The new events of `events` (the batch given to [`Store::insert`]) as
+    /// stored, in input order.
+    pub fn stored_events(&self, events: &[NewEvent]) -> Vec<StoredEvent> {
+        stored_events(events, &self.session_ids, &self.rows)
+    }
+}
+
 impl Store {
     /// Stores a group of events in one transaction and returns the events
     /// that were new (an event whose `(session, id)` is already stored is
@@ -219,11 +246,20 @@ impl Store {
     ///
     /// Either everything is committed or nothing is.
     pub fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(self.insert(events)?.stored_events(events))
+    }
+
+    /// [`Store::insert_batch`] without building the stored events: what the
+    /// database returned, to be joined with `events` later if needed.
+    pub fn insert(&self, events: &[NewEvent]) -> Result<Inserted, StoreError> {
         if events.is_empty() {
-            return Ok(vec![]);
+            return Ok(Inserted {
+                session_ids: HashMap::new(),
+                rows: vec![],
+            });
         }
         let sessions = sessions_of(events);
-        let (session_ids, inserted) = match &*self.pools {
+        let (session_ids, rows) = match &*self.pools {
             Pools::Pg(pool) => {
                 let mut conn = pool.get()?;
                 conn.transaction(|conn| pg_insert(conn, &sessions, events))?
@@ -233,17 +269,17 @@ impl Store {
                 conn.immediate_transaction(|conn| sqlite_insert(conn, &sessions, events))?
             }
         };
-        Ok(stored_events(events, &session_ids, &inserted))
+        Ok(Inserted { session_ids, rows })
     }
 }
 
-type Inserted = (HashMap<String, i64>, Vec<InsertedEvent>);
+type InsertedRows = (HashMap<String, i64>, Vec<InsertedEvent>);
 
 fn pg_insert(
     conn: &mut PgConnection,
     sessions: &BTreeMap<&str, SessionAgg<'_>>,
     events: &[NewEvent],
-) -> Result<Inserted, diesel::result::Error> {
+) -> Result<InsertedRows, diesel::result::Error> {
     let upsert = PgUpsertSessions {
         token: sessions.keys().copied().collect(),
         user_agent: sessions.values().map(|s| s.user_agent).collect(),
@@ -284,7 +320,7 @@ fn sqlite_insert(
     conn: &mut SqliteConnection,
     sessions: &BTreeMap<&str, SessionAgg<'_>>,
     events: &[NewEvent],
-) -> Result<Inserted, diesel::result::Error> {
+) -> Result<InsertedRows, diesel::result::Error> {
     let sessions: Vec<(&&str, &SessionAgg<'_>)> = sessions.iter().collect();
     let mut ids = HashMap::with_capacity(sessions.len());
     for chunk in sessions.chunks(SQLITE_ROWS_PER_STATEMENT) {
