@@ -579,10 +579,14 @@ fn next_watermark(events: &[PendingEvent], limit: usize, settled: i64) -> i64 {
 
 fn pg_roll_up(conn: &mut PgConnection, limit: usize) -> QueryResult<RollupProgress> {
     // No insert is running while this short transaction holds the lock, so
-    // every id up to the maximum belongs to a finished transaction.
+    // every id up to the maximum belongs to a finished transaction. Inserts
+    // queue behind the lock request, so it gives up rather than wait for
+    // an insert that hangs: the next pass tries again.
     let settled = conn
         .transaction(|conn| {
-            conn.batch_execute(&format!("SELECT pg_advisory_xact_lock({INGEST_LOCK})"))?;
+            conn.batch_execute(&format!(
+                "SET LOCAL lock_timeout = '2s'; SELECT pg_advisory_xact_lock({INGEST_LOCK})"
+            ))?;
             sql_query(SETTLED_MAX_SQL).get_result::<Id>(conn)
         })?
         .id;
