@@ -56,10 +56,27 @@ fn measure(name: &str, n: u64, url_of: impl Fn(u64) -> u64, ref_of: impl Fn(u64)
     drop(live);
 }
 
+/// Selects the case a child process measures.
+const CASE: &str = "BEACON_MEMORY_CASE";
+
 fn main() {
     let n = 100_000;
-    // Realistic: 20-byte tokens, 1,000 distinct 40-byte urls, 50 referrers.
-    measure("shared_urls", n, |i| i % 1_000, |i| i % 50);
-    // Worst case: every session on its own url with its own referrer.
-    measure("distinct_urls", n, |i| i, |i| i);
+    match std::env::var(CASE).as_deref() {
+        // Realistic: 20-byte tokens, 1,000 distinct 40-byte urls, 50 referrers.
+        Ok("shared_urls") => measure("shared_urls", n, |i| i % 1_000, |i| i % 50),
+        // Worst case: every session on its own url with its own referrer.
+        Ok("distinct_urls") => measure("distinct_urls", n, |i| i, |i| i),
+        // Each case in a fresh process: memory an earlier case freed stays
+        // with the allocator and would hide the next case's RSS growth.
+        _ => {
+            let exe = std::env::current_exe().expect("own path");
+            for case in ["shared_urls", "distinct_urls"] {
+                let status = std::process::Command::new(&exe)
+                    .env(CASE, case)
+                    .status()
+                    .expect("run a case");
+                assert!(status.success(), "case {case} failed");
+            }
+        }
+    }
 }
