@@ -178,3 +178,42 @@ impl Interner {
             + self.text_bytes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::Interner;
+
+    #[test]
+    fn ids_texts_and_lookups_survive_frees_and_reuse() {
+        let mut t = Interner::default();
+        let ids: Vec<_> = (0..1_000)
+            .map(|i| t.acquire(&format!("https://site.example/é/{i}")))
+            .collect();
+        for (i, &id) in ids.iter().enumerate() {
+            if i % 10 != 0 {
+                t.release(id);
+            }
+        }
+        assert_eq!(t.len(), 100);
+        for (i, &id) in ids.iter().enumerate().step_by(10) {
+            let text = format!("https://site.example/é/{i}");
+            assert_eq!(t.text(id), text, "text of {i}");
+            assert_eq!(t.lookup(&text), Some(id), "lookup of {i}");
+        }
+        assert_eq!(t.lookup("https://site.example/é/1"), None);
+        // A freed id is reused, with its new text.
+        let again = t.acquire("");
+        assert!(ids.contains(&again));
+        assert_eq!(t.text(again), "");
+        assert_eq!(t.lookup(""), Some(again));
+        for &id in ids.iter().step_by(10) {
+            t.release(id);
+        }
+        t.release(again);
+        assert_eq!(t.len(), 0);
+        t.shrink();
+        assert_eq!(t.memory_bytes(), 0);
+    }
+}
