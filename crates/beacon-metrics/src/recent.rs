@@ -1,5 +1,6 @@
 //! The most recent events, newest first, in a fixed-size buffer.
 
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
@@ -10,7 +11,7 @@ use crate::snapshot::RecentEvent;
 use crate::time::{millis, second_key};
 
 /// An owned copy of an event kept for `recent_events`. Its metadata stays
-/// JSON text until a snapshot shows it.
+/// JSON text until a snapshot first shows it, and is parsed once.
 #[derive(Debug)]
 struct Kept {
     id: i64,
@@ -20,6 +21,7 @@ struct Kept {
     url: Option<Box<str>>,
     referrer: Option<Box<str>>,
     metadata: Box<str>,
+    parsed: OnceCell<serde_json::Value>,
 }
 
 impl Kept {
@@ -79,6 +81,7 @@ impl Recent {
                 url: ev.url.map(Box::from),
                 referrer: ev.referrer.map(Box::from),
                 metadata: ev.metadata.into(),
+                parsed: OnceCell::new(),
             },
         );
     }
@@ -99,7 +102,10 @@ impl Recent {
                 timestamp: e.timestamp,
                 url: e.url.as_deref().map(str::to_owned),
                 referrer: e.referrer.as_deref().map(str::to_owned),
-                metadata: crate::snapshot::parse_metadata(&e.metadata),
+                metadata: e
+                    .parsed
+                    .get_or_init(|| crate::snapshot::parse_metadata(&e.metadata))
+                    .clone(),
                 session_token: e.session.to_string(),
             })
             .collect()
@@ -110,7 +116,8 @@ impl Recent {
         self.items.len()
     }
 
-    /// Heap bytes, including the events' texts.
+    /// Heap bytes, including the events' texts (not their parsed metadata,
+    /// at most `cap` small JSON values).
     pub(crate) fn memory_bytes(&self) -> usize {
         mem::vec::<Kept>(self.items.capacity())
             + self.items.iter().map(Kept::heap_bytes).sum::<usize>()
