@@ -245,9 +245,9 @@ impl LiveMetrics {
 
     /// Bytes held by this aggregator, heap included: the struct, rings,
     /// session slots, hash tables (hashbrown layout), every interned string
-    /// and token with its malloc chunk overhead, and the
-    /// recent events with their JSON. An estimate of what the allocator
-    /// hands out, not of the process RSS.
+    /// and token with its malloc chunk overhead, and the recent events with
+    /// their texts. An estimate of what the allocator hands out, not of the
+    /// process RSS.
     pub fn approx_memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.minute.memory_bytes()
