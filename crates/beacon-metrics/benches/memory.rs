@@ -8,10 +8,9 @@
 
 mod common;
 
-use beacon_metrics::{LiveConfig, LiveEvent, LiveMetrics};
+use beacon_metrics::{LiveConfig, LiveMetrics};
 use chrono::Duration;
-use common::{referrer, start, token, url};
-use serde_json::json;
+use common::{referrer, start, token, url, Event};
 
 fn rss_bytes() -> Option<usize> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -26,15 +25,17 @@ fn measure(name: &str, n: u64, url_of: impl Fn(u64) -> u64, ref_of: impl Fn(u64)
     live.expire(t0);
     let empty = live.approx_memory_bytes();
     for i in 0..n {
-        live.record(LiveEvent {
+        let event = Event {
             id: i as i64,
             kind: "heartbeat".into(),
             session: token(i),
             url: Some(url(url_of(i))),
             referrer: Some(referrer(ref_of(i))),
             timestamp: t0 + Duration::microseconds((i * 590) as i64 + 1_000),
-            metadata: json!({"uptime": 1}),
-        });
+            label: None,
+            metadata: r#"{"uptime":1}"#.into(),
+        };
+        live.record(&event.view());
     }
     let snap = live.snapshot(t0 + Duration::seconds(60));
     assert_eq!(snap.active_users, n);
@@ -55,10 +56,27 @@ fn measure(name: &str, n: u64, url_of: impl Fn(u64) -> u64, ref_of: impl Fn(u64)
     drop(live);
 }
 
+/// Selects the case a child process measures.
+const CASE: &str = "BEACON_MEMORY_CASE";
+
 fn main() {
     let n = 100_000;
-    // Realistic: 20-byte tokens, 1,000 distinct 40-byte urls, 50 referrers.
-    measure("shared_urls", n, |i| i % 1_000, |i| i % 50);
-    // Worst case: every session on its own url with its own referrer.
-    measure("distinct_urls", n, |i| i, |i| i);
+    match std::env::var(CASE).as_deref() {
+        // Realistic: 20-byte tokens, 1,000 distinct 40-byte urls, 50 referrers.
+        Ok("shared_urls") => measure("shared_urls", n, |i| i % 1_000, |i| i % 50),
+        // Worst case: every session on its own url with its own referrer.
+        Ok("distinct_urls") => measure("distinct_urls", n, |i| i, |i| i),
+        // Each case in a fresh process: memory an earlier case freed stays
+        // with the allocator and would hide the next case's RSS growth.
+        _ => {
+            let exe = std::env::current_exe().expect("own path");
+            for case in ["shared_urls", "distinct_urls"] {
+                let status = std::process::Command::new(&exe)
+                    .env(CASE, case)
+                    .status()
+                    .expect("run a case");
+                assert!(status.success(), "case {case} failed");
+            }
+        }
+    }
 }

@@ -2,27 +2,38 @@
 
 use chrono::{DateTime, Utc};
 
-/// One committed event, as fed to [`LiveMetrics::record`](crate::LiveMetrics::record).
+/// One committed event, borrowed from the caller's own row, as fed to
+/// [`LiveMetrics::record`](crate::LiveMetrics::record).
 ///
-/// This is the crate's own input type: the server converts its stored rows
-/// into it, another service builds it from its own stream.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LiveEvent {
+/// A view: building one copies nothing, and the aggregator copies from it
+/// only what it keeps (a session token when the session is new, a url,
+/// referrer or label the first time it is seen, the whole event when it
+/// enters `recent_events`). The server builds it from its stored rows,
+/// another service from its own stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveEvent<'a> {
     /// Database id of the committed event; breaks timestamp ties.
     pub id: i64,
     /// Event type: `visit`, `click`, `scroll`, `heartbeat`, `session_end` or
     /// any custom type.
-    pub kind: String,
+    pub kind: &'a str,
     /// Session token.
-    pub session: String,
+    pub session: &'a str,
     /// Page url, if any; an empty string counts as none for `top_pages`.
-    pub url: Option<String>,
+    pub url: Option<&'a str>,
     /// Referrer, if any; an empty string counts as none for `top_referrers`.
-    pub referrer: Option<String>,
+    pub referrer: Option<&'a str>,
     /// Event time (client time, as validated and stored by the server).
     pub timestamp: DateTime<Utc>,
-    /// The pixel's `data` object; a click's label is `metadata["label"]`.
-    pub metadata: serde_json::Value,
+    /// The click label: `metadata["label"]` when it is a string, else `None`
+    /// (counted as [`UNKNOWN_LABEL`]). Read for clicks only. The caller
+    /// extracts it once (the server stores it in its own column), so the
+    /// aggregator never parses `metadata`.
+    pub label: Option<&'a str>,
+    /// The pixel's `data` object as JSON text, shown in `recent_events`.
+    /// Parsed only when a snapshot shows the event; text that is not valid
+    /// JSON shows as `null`.
+    pub metadata: &'a str,
 }
 
 /// Event type of a page view.
@@ -34,14 +45,11 @@ pub const KIND_SESSION_END: &str = "session_end";
 /// Label of a click whose `metadata["label"]` is absent or not a string.
 pub const UNKNOWN_LABEL: &str = "unknown";
 
-impl LiveEvent {
-    /// The click label: `metadata["label"]` when it is a string, else
-    /// [`UNKNOWN_LABEL`]. Meaningful for clicks only.
+impl LiveEvent<'_> {
+    /// The click label, or [`UNKNOWN_LABEL`] when there is none.
+    /// Meaningful for clicks only.
     pub fn label(&self) -> &str {
-        self.metadata
-            .get("label")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or(UNKNOWN_LABEL)
+        self.label.unwrap_or(UNKNOWN_LABEL)
     }
 }
 

@@ -1,8 +1,9 @@
 //! A refcounted string table: each distinct text is stored once.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use hashbrown::hash_table::{Entry as Slot, HashTable};
 
+use crate::chunks::ChunkVec;
+use crate::hash::StrHasher;
 use crate::mem;
 
 /// Id of an interned string.
@@ -13,7 +14,7 @@ pub(crate) const NONE: Id = u32::MAX;
 #[derive(Debug)]
 struct Entry {
     /// `None` while the slot is on the free list.
-    text: Option<Arc<str>>,
+    text: Option<Box<str>>,
     /// Holders of this id (sessions, click buckets); at zero it is freed.
     refs: u32,
     /// A counter owned by the caller (visitors, clicks).
@@ -22,12 +23,18 @@ struct Entry {
 
 /// Strings interned with a reference count and one caller counter each.
 ///
-/// Invariant: `map` holds exactly the entries whose `text` is `Some`, and an
-/// entry is freed as soon as `refs` drops to zero.
+/// The table holds ids only (4 bytes a bucket) and compares through
+/// `entries`, so each text is stored once, in a plain `Box<str>` (no `Arc`
+/// header).
+///
+/// Invariant: `table` holds exactly the ids whose entry's `text` is `Some`,
+/// each under the hash of its text, and an entry is freed as soon as `refs`
+/// drops to zero.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
-    map: HashMap<Arc<str>, Id>,
-    entries: Vec<Entry>,
+    table: HashTable<Id>,
+    hasher: StrHasher,
+    entries: ChunkVec<Entry>,
     free: Vec<Id>,
     text_bytes: usize,
 }
@@ -35,34 +42,47 @@ pub(crate) struct Interner {
 impl Interner {
     /// Id of `s`, if interned.
     pub(crate) fn lookup(&self, s: &str) -> Option<Id> {
-        self.map.get(s).copied()
+        let entries = &self.entries;
+        self.table
+            .find(self.hasher.hash_str(s), |&id| {
+                entries[id as usize].text.as_deref() == Some(s)
+            })
+            .copied()
     }
 
-    /// Id of `s`, interning it with no reference when new.
+    /// Id of `s`, interning it with no reference when new. Hashes `s` once.
     pub(crate) fn intern(&mut self, s: &str) -> Id {
-        if let Some(id) = self.lookup(s) {
-            return id;
-        }
-        let text: Arc<str> = Arc::from(s);
-        self.text_bytes += mem::arc_str(s.len());
+        let Self {
+            table,
+            hasher,
+            entries,
+            free,
+            text_bytes,
+        } = self;
+        let found = table.entry(
+            hasher.hash_str(s),
+            |&id| entries[id as usize].text.as_deref() == Some(s),
+            |&id| hasher.hash_str(entries[id as usize].text.as_deref().unwrap_or_default()),
+        );
+        let vacant = match found {
+            Slot::Occupied(o) => return *o.get(),
+            Slot::Vacant(v) => v,
+        };
+        *text_bytes += mem::heap(s.len());
         let entry = Entry {
-            text: Some(text.clone()),
+            text: Some(Box::from(s)),
             refs: 0,
             count: 0,
         };
-        let id = match self.free.pop() {
+        let id = match free.pop() {
             Some(id) => {
-                self.entries[id as usize] = entry;
+                entries[id as usize] = entry;
                 id
             }
-            None => {
-                // Ids stay below NONE: callers cap the number of holders far lower.
-                let id = Id::try_from(self.entries.len()).unwrap_or(NONE - 1);
-                self.entries.push(entry);
-                id
-            }
+            // Ids stay below NONE: callers cap the number of holders far lower.
+            None => Id::try_from(entries.push(entry)).unwrap_or(NONE - 1),
         };
-        self.map.insert(text, id);
+        vacant.insert(id);
         id
     }
 
@@ -85,8 +105,11 @@ impl Interner {
         if e.refs == 0 {
             debug_assert_eq!(e.count, 0, "a freed string still has a count");
             if let Some(text) = e.text.take() {
-                self.map.remove(&text);
-                self.text_bytes -= mem::arc_str(text.len());
+                let hash = self.hasher.hash_str(&text);
+                if let Ok(found) = self.table.find_entry(hash, |&other| other == id) {
+                    found.remove();
+                }
+                self.text_bytes -= mem::heap(text.len());
             }
             e.count = 0;
             self.free.push(id);
@@ -124,24 +147,73 @@ impl Interner {
 
     /// Number of interned strings.
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.table.len()
     }
 
     /// Gives memory back after a spike: all of it when empty, else the
     /// map's excess capacity.
     pub(crate) fn shrink(&mut self) {
-        if self.map.is_empty() {
-            *self = Self::default();
-        } else if self.map.capacity() > 4 * self.map.len() + 64 {
-            self.map.shrink_to(2 * self.map.len());
+        if self.table.is_empty() {
+            if !self.entries.is_empty() {
+                *self = Self::default();
+            }
+        } else if self.table.capacity() > 4 * self.table.len() + 64 {
+            let Self {
+                table,
+                hasher,
+                entries,
+                ..
+            } = self;
+            table.shrink_to(2 * table.len(), |&id| {
+                hasher.hash_str(entries[id as usize].text.as_deref().unwrap_or_default())
+            });
         }
     }
 
     /// Heap bytes: table, entries, free list and the texts.
     pub(crate) fn memory_bytes(&self) -> usize {
-        mem::hash_map::<Arc<str>, Id>(self.map.capacity())
-            + mem::vec::<Entry>(self.entries.capacity())
+        mem::hash_table::<Id>(self.table.capacity())
+            + self.entries.memory_bytes()
             + mem::vec::<Id>(self.free.capacity())
             + self.text_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::Interner;
+
+    #[test]
+    fn ids_texts_and_lookups_survive_frees_and_reuse() {
+        let mut t = Interner::default();
+        let ids: Vec<_> = (0..1_000)
+            .map(|i| t.acquire(&format!("https://site.example/é/{i}")))
+            .collect();
+        for (i, &id) in ids.iter().enumerate() {
+            if i % 10 != 0 {
+                t.release(id);
+            }
+        }
+        assert_eq!(t.len(), 100);
+        for (i, &id) in ids.iter().enumerate().step_by(10) {
+            let text = format!("https://site.example/é/{i}");
+            assert_eq!(t.text(id), text, "text of {i}");
+            assert_eq!(t.lookup(&text), Some(id), "lookup of {i}");
+        }
+        assert_eq!(t.lookup("https://site.example/é/1"), None);
+        // A freed id is reused, with its new text.
+        let again = t.acquire("");
+        assert!(ids.contains(&again));
+        assert_eq!(t.text(again), "");
+        assert_eq!(t.lookup(""), Some(again));
+        for &id in ids.iter().step_by(10) {
+            t.release(id);
+        }
+        t.release(again);
+        assert_eq!(t.len(), 0);
+        t.shrink();
+        assert_eq!(t.memory_bytes(), 0);
     }
 }

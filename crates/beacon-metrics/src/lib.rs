@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod chunks;
 mod config;
 mod event;
 mod hash;

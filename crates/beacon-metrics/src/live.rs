@@ -7,7 +7,7 @@ use crate::event::{truncate, LiveEvent, KIND_CLICK, KIND_VISIT};
 use crate::recent::Recent;
 use crate::ring::{ClickRing, SecondRing};
 use crate::sessions::{Sessions, Touch};
-use crate::snapshot::{LabelCount, PageVisitors, RecentEvent, ReferrerVisitors, Snapshot};
+use crate::snapshot::{LabelCount, PageVisitors, ReferrerVisitors, Snapshot};
 use crate::time::{ceil_div, millis, second_key};
 
 /// Live aggregation of committed events: active users, last-minute counts,
@@ -27,6 +27,9 @@ pub struct LiveMetrics {
     click_buckets: i64,
     /// The aggregator's clock: the latest `now` given, as a second key.
     clock: Option<i64>,
+    /// The oldest click bucket still inside the click window at `clock`
+    /// (kept so that `record` does not divide for it).
+    oldest_click_bucket: Option<i64>,
     minute: SecondRing,
     clicks: ClickRing,
     sessions: Sessions,
@@ -88,6 +91,7 @@ impl LiveMetrics {
             click_bucket_ms,
             click_buckets,
             clock: None,
+            oldest_click_bucket: None,
             rejected_future: 0,
             dropped_sessions: 0,
             dropped_labels: 0,
@@ -101,38 +105,29 @@ impl LiveMetrics {
 
     /// Adds one committed event. Each event must be recorded once.
     ///
-    /// Same as [`record_evict`](Self::record_evict), dropping what it hands back.
-    pub fn record(&mut self, event: LiveEvent) {
-        drop(self.record_evict(event));
-    }
-
-    /// Adds one committed event and hands back the event no longer kept:
-    /// the one it pushed out of `recent_events`, or itself if it did not
-    /// enter, or `None`. Freeing an event's strings and JSON costs more than
-    /// aggregating it; a caller holding a lock can drop it after unlocking.
+    /// Borrows the event: it copies only what it keeps (see [`LiveEvent`]),
+    /// and freeing the caller's row is the caller's business, after
+    /// releasing any lock it holds around this call.
     ///
     /// Out-of-order events land in the bucket of their own timestamp. An
     /// event dated more than `max_future` after the clock is rejected
     /// entirely; one too old for a window is left out of that window only
     /// (it can never be inside it again), and may still enter
     /// `recent_events`. Before the clock is set nothing is rejected.
-    pub fn record_evict(&mut self, event: LiveEvent) -> Option<LiveEvent> {
+    pub fn record(&mut self, event: &LiveEvent<'_>) {
         let ts = millis(&event.timestamp);
         let key = second_key(ts);
         let clock = self.clock;
         if clock.is_some_and(|c| key > c + self.future_s) {
             self.rejected_future += 1;
-            return Some(event);
+            return;
         }
         if clock.is_none_or(|c| key > c - self.minute_s) {
             self.minute.add(key, event.kind == KIND_VISIT);
         }
         if event.kind == KIND_CLICK {
             let bucket = ceil_div(ts, self.click_bucket_ms);
-            let fresh = clock.is_none_or(|c| {
-                bucket > ceil_div(c * 1000, self.click_bucket_ms) - self.click_buckets
-            });
-            if fresh {
+            if self.oldest_click_bucket.is_none_or(|b| bucket >= b) {
                 let label = truncate(event.label(), self.config.max_label_bytes);
                 if !self.clicks.add(bucket, label, self.config.max_labels) {
                     self.dropped_labels += 1;
@@ -141,7 +136,7 @@ impl LiveMetrics {
         }
         if clock.is_none_or(|c| key > c - self.active_s) {
             let touched = self.sessions.touch(
-                &event,
+                event,
                 ts,
                 self.config.max_sessions,
                 self.config.max_url_bytes,
@@ -150,7 +145,7 @@ impl LiveMetrics {
                 self.dropped_sessions += 1;
             }
         }
-        self.recent.push(event)
+        self.recent.push(event);
     }
 
     /// Advances the clock to `now` and evicts what left every window.
@@ -164,6 +159,8 @@ impl LiveMetrics {
         let first = self.clock.is_none();
         let clock = self.clock.map_or(now_key, |c| c.max(now_key));
         self.clock = Some(clock);
+        self.oldest_click_bucket =
+            Some(ceil_div(clock * 1000, self.click_bucket_ms) - self.click_buckets + 1);
         let max_key = clock + self.future_s;
         if first {
             self.minute.purge_after(max_key);
@@ -201,7 +198,7 @@ impl LiveMetrics {
                     count,
                 })
                 .collect(),
-            recent_events: self.recent.iter().map(RecentEvent::from).collect(),
+            recent_events: self.recent.events(),
             events_last_min: events,
             top_pages: self
                 .sessions
@@ -248,9 +245,9 @@ impl LiveMetrics {
 
     /// Bytes held by this aggregator, heap included: the struct, rings,
     /// session slots, hash tables (hashbrown layout), every interned string
-    /// and token with its `Arc` header and malloc chunk overhead, and the
-    /// recent events with their JSON. An estimate of what the allocator
-    /// hands out, not of the process RSS.
+    /// and token with its malloc chunk overhead, and the recent events with
+    /// their texts. An estimate of what the allocator hands out, not of the
+    /// process RSS.
     pub fn approx_memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.minute.memory_bytes()

@@ -16,11 +16,6 @@ pub(crate) fn heap(n: usize) -> usize {
     }
 }
 
-/// Bytes of an `Arc<str>` of `len` bytes on the heap (two counters + text).
-pub(crate) fn arc_str(len: usize) -> usize {
-    heap(16 + len)
-}
-
 /// Heap bytes of a `HashMap<K, V>` with the given `capacity()`.
 pub(crate) fn hash_map<K, V>(capacity: usize) -> usize {
     if capacity == 0 {
@@ -34,25 +29,13 @@ pub(crate) fn hash_map<K, V>(capacity: usize) -> usize {
     heap(buckets * (size_of::<(K, V)>() + 1) + 16)
 }
 
+/// Heap bytes of a `hashbrown::HashTable<T>` with the given `capacity()`
+/// (same layout as a map of `T` to `()`).
+pub(crate) fn hash_table<T>(capacity: usize) -> usize {
+    hash_map::<T, ()>(capacity)
+}
+
 /// Heap bytes of a `Vec<T>` (or `VecDeque<T>`) with the given capacity.
 pub(crate) fn vec<T>(capacity: usize) -> usize {
     heap(capacity * size_of::<T>())
-}
-
-/// Rough heap bytes owned by a JSON value (a `BTreeMap` object is costed as
-/// its entries plus one node per 11 entries).
-pub(crate) fn json(v: &serde_json::Value) -> usize {
-    use serde_json::Value;
-    match v {
-        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
-        Value::String(s) => heap(s.capacity()),
-        Value::Array(a) => vec::<Value>(a.capacity()) + a.iter().map(json).sum::<usize>(),
-        Value::Object(o) => {
-            let nodes = o.len().div_ceil(11);
-            nodes * heap(11 * (size_of::<String>() + size_of::<Value>()) + 16)
-                + o.iter()
-                    .map(|(k, v)| heap(k.capacity()) + json(v))
-                    .sum::<usize>()
-        }
-    }
 }

@@ -30,19 +30,20 @@ const EMPTY_SECOND: SecondSlot = SecondSlot {
 /// Per-second event and visit counts.
 #[derive(Debug)]
 pub(crate) struct SecondRing {
+    /// A power of two long, so that `record` masks instead of dividing.
     slots: Vec<SecondSlot>,
 }
 
 impl SecondRing {
-    /// A ring of `len` one-second buckets.
+    /// A ring of at least `len` one-second buckets.
     pub(crate) fn new(len: usize) -> Self {
         Self {
-            slots: vec![EMPTY_SECOND; len.max(1)],
+            slots: vec![EMPTY_SECOND; len.max(1).next_power_of_two()],
         }
     }
 
     fn index(&self, key: i64) -> usize {
-        key.rem_euclid(self.slots.len() as i64) as usize
+        (key & (self.slots.len() as i64 - 1)) as usize
     }
 
     /// Counts one event in second `key`.

@@ -1,10 +1,11 @@
 //! Per-session state, the timer wheel that evicts it, and the incremental
 //! active-user, per-url and per-referrer visitor counts.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use hashbrown::HashTable;
 
+use crate::chunks::ChunkVec;
 use crate::event::{truncate, LiveEvent, KIND_SESSION_END};
+use crate::hash::StrHasher;
 use crate::intern::{self, Id, Interner};
 use crate::mem;
 use crate::time::second_key;
@@ -13,20 +14,23 @@ use crate::time::second_key;
 type Idx = u32;
 /// End of a wheel list.
 const NIL: Idx = u32::MAX;
+/// Longest token kept inside the slot.
+const INLINE: usize = 22;
 
-/// A session token, inline when short (pixel tokens are ~20 bytes) so that
+/// A session token, inline when short (pixel tokens are 20 bytes) so that
 /// finding a session touches its slot only, not one more heap block.
+/// 24 bytes either way.
 #[derive(Debug)]
 enum Token {
-    Inline { len: u8, bytes: [u8; 30] },
+    Inline { len: u8, bytes: [u8; INLINE] },
     Heap(Box<[u8]>),
 }
 
 impl Token {
     fn new(s: &str) -> Self {
         let b = s.as_bytes();
-        if b.len() <= 30 {
-            let mut bytes = [0u8; 30];
+        if b.len() <= INLINE {
+            let mut bytes = [0u8; INLINE];
             bytes[..b.len()].copy_from_slice(b);
             Token::Inline {
                 len: b.len() as u8,
@@ -55,90 +59,69 @@ impl Token {
 
 const FREE_TOKEN: Token = Token::Inline {
     len: 0,
-    bytes: [0; 30],
+    bytes: [0; INLINE],
 };
 
-/// The session table is keyed by a keyed 64-bit SipHash of the token; the
-/// hash is already uniform, so the table itself hashes it as the identity.
-#[derive(Debug, Default, Clone, Copy)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// What one session needs for `active_users`, `top_pages` and `top_referrers`.
+/// What one session needs for `active_users`, `top_pages` and `top_referrers`
+/// (80 bytes).
+///
+/// `latest` and `active` encode what the README defines with two
+/// timestamps, the latest non-`session_end` event `L` and the latest
+/// `session_end` `E`: `latest = max(L, E)` and `active = L > E`. An event at
+/// `t` updates them as `L = max(L, t)` (or `E`) would: a non-end event
+/// activates the session when `t > latest`; an end deactivates it when
+/// `t >= latest`; anything older changes neither.
 #[derive(Debug)]
 struct Session {
     token: Token,
-    /// Keyed hash of the token: its key in the table.
-    hash: u64,
-    /// Next session with the same hash (a 64-bit collision: practically never).
-    chain: Idx,
-    /// Latest timestamp (ms) of a non-`session_end` event, `i64::MIN` if none.
-    last_seen: i64,
-    /// Latest timestamp (ms) of a `session_end` event, `i64::MIN` if none.
-    ended: i64,
+    /// Latest timestamp (ms) of any event, `i64::MIN` if none.
+    latest: i64,
     /// `(timestamp ms, id)` of the event that gave `url`: the latest one.
     url_at: (i64, i64),
     /// `(timestamp ms, id)` of the event that gave `referrer`: the earliest one.
     referrer_at: (i64, i64),
     url: Id,
     referrer: Id,
-}
-
-/// A session's neighbours on its wheel list. Kept apart from the slots, in a
-/// dense array, so that relinking a session touches 8-byte cells of its
-/// neighbours instead of their whole slots (cache misses dominate `record`).
-#[derive(Debug, Clone, Copy)]
-struct Link {
-    prev: Idx,
+    /// Next session on the same wheel list.
     next: Idx,
+    /// Some activity and no `session_end` at or after it. (Whether that
+    /// activity is inside the window is the wheel's job: a session still in
+    /// the table after `expire` has its retention key in it.)
+    active: bool,
 }
 
 impl Session {
-    /// Active: some activity and no `session_end` at or after it. (Whether
-    /// that activity is inside the window is the wheel's job: a session
-    /// still in the table after `expire` has its retention key in it.)
-    fn active(&self) -> bool {
-        self.last_seen > self.ended
-    }
-
     /// The second at which the session leaves the table: that of its latest
     /// event of any kind.
     fn retention_key(&self) -> i64 {
-        second_key(self.last_seen.max(self.ended))
+        second_key(self.latest)
     }
 }
 
 /// The session table.
 ///
-/// Invariants (after every public call): every live slot is reachable
-/// from `map[hash]` through `chain`, and `tracked` counts them; every live slot is on the wheel list of `retention_key mod len`;
-/// `active` is the number of live slots with `active()`; a url's (referrer's)
-/// interner count is the number of active sessions at it, and its reference
-/// count the number of live sessions at it.
+/// The wheel is lazy: a session is linked once, under the retention key it
+/// had then, and not moved when later events push that key forward. When
+/// `expire` walks a wheel slot it evicts the sessions whose key has passed
+/// and moves the others to the slot of their current key. So `record`
+/// never touches another session's slot, and each session is moved at most
+/// once per window length it stays.
+///
+/// Invariants (after every public call): every live slot is in `table`
+/// under the hash of its token, and `tracked` counts them; every live slot
+/// is on exactly one wheel list, that of a key `k` with
+/// `walked < k <= retention_key` taken mod the wheel length; `active` is
+/// the number of live slots with `active`; a url's (referrer's) interner
+/// count is the number of active sessions at it, and its reference count
+/// the number of live sessions at it.
 #[derive(Debug)]
 pub(crate) struct Sessions {
-    /// Token hash -> first session with that hash.
-    map: HashMap<u64, Idx, BuildHasherDefault<PassThrough>>,
-    hasher: RandomState,
-    slots: Vec<Session>,
-    /// `links[i]` is slot `i`'s place on its wheel list.
-    links: Vec<Link>,
+    /// Slot indices, found by the hash of their token.
+    table: HashTable<Idx>,
+    hasher: StrHasher,
+    slots: ChunkVec<Session>,
     free: Vec<Idx>,
+    /// Heads of the wheel lists; the length is a power of two.
     wheel: Vec<Idx>,
     /// Every session with a retention key `<= walked` has been evicted.
     walked: Option<i64>,
@@ -160,15 +143,14 @@ pub(crate) enum Touch {
 }
 
 impl Sessions {
-    /// An empty table whose wheel has `wheel_len` one-second slots.
+    /// An empty table whose wheel has at least `wheel_len` one-second slots.
     pub(crate) fn new(wheel_len: usize) -> Self {
         Self {
-            map: HashMap::default(),
-            hasher: RandomState::new(),
-            slots: Vec::new(),
-            links: Vec::new(),
+            table: HashTable::new(),
+            hasher: StrHasher::default(),
+            slots: ChunkVec::default(),
             free: Vec::new(),
-            wheel: vec![NIL; wheel_len.max(1)],
+            wheel: vec![NIL; wheel_len.max(1).next_power_of_two()],
             walked: None,
             tracked: 0,
             active: 0,
@@ -179,66 +161,56 @@ impl Sessions {
     }
 
     fn wheel_index(&self, key: i64) -> usize {
-        key.rem_euclid(self.wheel.len() as i64) as usize
+        // The length is a power of two: the mask is `rem_euclid`.
+        (key & (self.wheel.len() as i64 - 1)) as usize
     }
 
+    /// Puts `idx` on the wheel list of its retention key.
     fn link(&mut self, idx: Idx) {
         let w = self.wheel_index(self.slots[idx as usize].retention_key());
-        let head = self.wheel[w];
-        self.links[idx as usize] = Link {
-            prev: NIL,
-            next: head,
-        };
-        if head != NIL {
-            self.links[head as usize].prev = idx;
-        }
+        self.slots[idx as usize].next = self.wheel[w];
         self.wheel[w] = idx;
-    }
-
-    fn unlink(&mut self, idx: Idx, key: i64) {
-        let Link { prev, next } = self.links[idx as usize];
-        if prev == NIL {
-            let w = self.wheel_index(key);
-            self.wheel[w] = next;
-        } else {
-            self.links[prev as usize].next = next;
-        }
-        if next != NIL {
-            self.links[next as usize].prev = prev;
-        }
     }
 
     /// Applies one event to its session, creating the session if needed.
     pub(crate) fn touch(
         &mut self,
-        ev: &LiveEvent,
+        ev: &LiveEvent<'_>,
         ts: i64,
         max_sessions: usize,
         max_url: usize,
     ) -> Touch {
-        let hash = self.hasher.hash_one(ev.session.as_bytes());
-        let idx = match self.find(hash, ev.session.as_bytes()) {
-            Some(i) => i,
+        let token = ev.session.as_bytes();
+        let hash = self.hasher.hash_bytes(token);
+        let slots = &self.slots;
+        let (idx, new) = match self
+            .table
+            .find(hash, |&i| slots[i as usize].token.as_bytes() == token)
+        {
+            Some(&i) => (i, false),
             None => {
                 if self.tracked >= max_sessions {
                     return Touch::Full;
                 }
-                self.insert(&ev.session, hash)
+                (self.insert(ev.session, hash), true)
             }
         };
         let s = &mut self.slots[idx as usize];
-        let was_active = s.active();
-        let old_key = s.retention_key();
+        let was_active = s.active;
         let (old_url, old_ref) = (s.url, s.referrer);
 
         if ev.kind == KIND_SESSION_END {
-            s.ended = s.ended.max(ts);
-        } else {
-            s.last_seen = s.last_seen.max(ts);
+            if ts >= s.latest {
+                s.latest = ts;
+                s.active = false;
+            }
+        } else if ts > s.latest {
+            s.latest = ts;
+            s.active = true;
         }
         let at = (ts, ev.id);
         let mut new_url = old_url;
-        if let Some(u) = ev.url.as_deref().filter(|u| !u.is_empty()) {
+        if let Some(u) = ev.url.filter(|u| !u.is_empty()) {
             if at > s.url_at {
                 s.url_at = at;
                 let u = truncate(u, max_url);
@@ -248,7 +220,7 @@ impl Sessions {
             }
         }
         let mut new_ref = old_ref;
-        if let Some(r) = ev.referrer.as_deref().filter(|r| !r.is_empty()) {
+        if let Some(r) = ev.referrer.filter(|r| !r.is_empty()) {
             if at < s.referrer_at {
                 s.referrer_at = at;
                 let r = truncate(r, max_url);
@@ -259,8 +231,7 @@ impl Sessions {
         }
         s.url = new_url;
         s.referrer = new_ref;
-        let now_active = s.active();
-        let new_key = s.retention_key();
+        let now_active = s.active;
 
         if was_active != now_active || old_url != new_url || old_ref != new_ref {
             if was_active {
@@ -280,96 +251,64 @@ impl Sessions {
                 self.referrers.release(old_ref);
             }
         }
-        if old_key != new_key {
-            self.unlink(idx, old_key);
+        if new {
+            // Linked once its first event gave it a retention key; later
+            // events leave it where it is (see the wheel above).
             self.link(idx);
         }
         Touch::Done
     }
 
-    fn find(&self, hash: u64, token: &[u8]) -> Option<Idx> {
-        let mut cur = *self.map.get(&hash)?;
-        while cur != NIL {
-            let s = &self.slots[cur as usize];
-            if s.token.as_bytes() == token {
-                return Some(cur);
-            }
-            cur = s.chain;
-        }
-        None
-    }
-
+    /// A new, unlinked session for `token`, in the table under `hash`.
     fn insert(&mut self, token: &str, hash: u64) -> Idx {
         let token = Token::new(token);
         self.token_bytes += token.heap_bytes();
         self.tracked += 1;
         let session = Session {
             token,
-            hash,
-            chain: NIL,
-            last_seen: i64::MIN,
-            ended: i64::MIN,
+            latest: i64::MIN,
             url_at: (i64::MIN, i64::MIN),
             referrer_at: (i64::MAX, i64::MAX),
             url: intern::NONE,
             referrer: intern::NONE,
+            next: NIL,
+            active: false,
         };
         let idx = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = session;
                 i
             }
-            None => {
-                // `max_sessions` is capped below u32::MAX by the caller.
-                let i = Idx::try_from(self.slots.len()).unwrap_or(NIL - 1);
-                self.slots.push(session);
-                self.links.push(Link {
-                    prev: NIL,
-                    next: NIL,
-                });
-                i
-            }
+            // `max_sessions` is capped below u32::MAX by the caller.
+            None => Idx::try_from(self.slots.push(session)).unwrap_or(NIL - 1),
         };
-        if let Some(head) = self.map.insert(hash, idx) {
-            self.slots[idx as usize].chain = head;
-        }
-        self.link(idx);
+        let Self {
+            table,
+            hasher,
+            slots,
+            ..
+        } = self;
+        table.insert_unique(hash, idx, |&i| {
+            hasher.hash_bytes(slots[i as usize].token.as_bytes())
+        });
         idx
     }
 
+    /// Frees a session already taken off its wheel list.
     fn remove(&mut self, idx: Idx) {
-        let key = self.slots[idx as usize].retention_key();
-        self.unlink(idx, key);
         let s = &mut self.slots[idx as usize];
-        let (url, referrer, active) = (s.url, s.referrer, s.active());
+        let (url, referrer, active) = (s.url, s.referrer, s.active);
         s.url = intern::NONE;
         s.referrer = intern::NONE;
-        s.last_seen = i64::MIN;
-        s.ended = i64::MIN;
-        let (hash, chain) = (s.hash, s.chain);
+        s.latest = i64::MIN;
+        s.active = false;
+        s.next = NIL;
         let token = std::mem::replace(&mut s.token, FREE_TOKEN);
         self.token_bytes -= token.heap_bytes();
         self.tracked -= 1;
-        match self.map.get(&hash).copied() {
-            Some(head) if head == idx => {
-                if chain == NIL {
-                    self.map.remove(&hash);
-                } else {
-                    self.map.insert(hash, chain);
-                }
-            }
-            Some(head) => {
-                let mut cur = head;
-                while cur != NIL {
-                    let next = self.slots[cur as usize].chain;
-                    if next == idx {
-                        self.slots[cur as usize].chain = chain;
-                        break;
-                    }
-                    cur = next;
-                }
-            }
-            None => {}
+        let hash = self.hasher.hash_bytes(token.as_bytes());
+        if let Ok(found) = self.table.find_entry(hash, |&i| i == idx) {
+            found.remove();
         }
         if active {
             self.active -= 1;
@@ -410,13 +349,19 @@ impl Sessions {
         self.shrink();
     }
 
+    /// Empties wheel slot `w`: evicts its sessions that are due and links
+    /// the others under their current retention key (possibly `w` again,
+    /// for a later turn of the wheel).
     fn expire_slot(&mut self, w: usize, cutoff: i64, purge_after: Option<i64>) {
-        let mut cur = self.wheel[w];
+        let mut cur = std::mem::replace(&mut self.wheel[w], NIL);
         while cur != NIL {
-            let next = self.links[cur as usize].next;
-            let key = self.slots[cur as usize].retention_key();
+            let s = &self.slots[cur as usize];
+            let next = s.next;
+            let key = s.retention_key();
             if key <= cutoff || purge_after.is_some_and(|p| key > p) {
                 self.remove(cur);
+            } else {
+                self.link(cur);
             }
             cur = next;
         }
@@ -424,12 +369,19 @@ impl Sessions {
 
     fn shrink(&mut self) {
         if self.tracked == 0 && !self.slots.is_empty() {
-            self.map = HashMap::default();
-            self.slots = Vec::new();
-            self.links = Vec::new();
+            self.table = HashTable::new();
+            self.slots = ChunkVec::default();
             self.free = Vec::new();
-        } else if self.map.capacity() > 4 * self.map.len() + 64 {
-            self.map.shrink_to(2 * self.map.len());
+        } else if self.table.capacity() > 4 * self.table.len() + 64 {
+            let Self {
+                table,
+                hasher,
+                slots,
+                ..
+            } = self;
+            table.shrink_to(2 * table.len(), |&i| {
+                hasher.hash_bytes(slots[i as usize].token.as_bytes())
+            });
         }
         self.urls.shrink();
         self.referrers.shrink();
@@ -462,9 +414,8 @@ impl Sessions {
 
     /// Heap bytes: table, slots, wheel, tokens, urls and referrers.
     pub(crate) fn memory_bytes(&self) -> usize {
-        mem::hash_map::<u64, Idx>(self.map.capacity())
-            + mem::vec::<Session>(self.slots.capacity())
-            + mem::vec::<Link>(self.links.capacity())
+        mem::hash_table::<Idx>(self.table.capacity())
+            + self.slots.memory_bytes()
             + mem::vec::<Idx>(self.free.capacity())
             + mem::vec::<Idx>(self.wheel.capacity())
             + self.token_bytes

@@ -81,18 +81,23 @@ pub struct RecentEvent {
     pub session_token: String,
 }
 
-impl From<&LiveEvent> for RecentEvent {
-    fn from(e: &LiveEvent) -> Self {
+impl From<&LiveEvent<'_>> for RecentEvent {
+    fn from(e: &LiveEvent<'_>) -> Self {
         Self {
             id: e.id,
-            kind: e.kind.clone(),
+            kind: e.kind.to_owned(),
             timestamp: e.timestamp,
-            url: e.url.clone(),
-            referrer: e.referrer.clone(),
-            metadata: e.metadata.clone(),
-            session_token: e.session.clone(),
+            url: e.url.map(str::to_owned),
+            referrer: e.referrer.map(str::to_owned),
+            metadata: parse_metadata(e.metadata),
+            session_token: e.session.to_owned(),
         }
     }
+}
+
+/// The `metadata` of a recent event: its JSON text parsed, `null` if invalid.
+pub(crate) fn parse_metadata(json: &str) -> serde_json::Value {
+    serde_json::from_str(json).unwrap_or_default()
 }
 
 fn rfc3339_secs<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {

@@ -6,6 +6,40 @@ use serde_json::{json, Value};
 
 use crate::{LiveConfig, LiveEvent, LiveMetrics, Snapshot};
 
+/// An owned event, as the tests write them; fed through its borrowed view.
+#[derive(Debug, Clone)]
+struct Ev {
+    id: i64,
+    kind: String,
+    session: String,
+    url: Option<String>,
+    referrer: Option<String>,
+    timestamp: DateTime<Utc>,
+    metadata: Value,
+}
+
+trait Feed {
+    /// Records `e` the way the server does: label extracted once, metadata
+    /// as JSON text.
+    fn feed(&mut self, e: Ev);
+}
+
+impl Feed for LiveMetrics {
+    fn feed(&mut self, e: Ev) {
+        let json = e.metadata.to_string();
+        self.record(&LiveEvent {
+            id: e.id,
+            kind: &e.kind,
+            session: &e.session,
+            url: e.url.as_deref(),
+            referrer: e.referrer.as_deref(),
+            timestamp: e.timestamp,
+            label: e.metadata.get("label").and_then(Value::as_str),
+            metadata: &json,
+        });
+    }
+}
+
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 0).unwrap()
 }
@@ -15,8 +49,8 @@ fn at(ms: i64) -> DateTime<Utc> {
     t0() + Duration::milliseconds(ms)
 }
 
-fn ev(id: i64, kind: &str, session: &str, ms: i64) -> LiveEvent {
-    LiveEvent {
+fn ev(id: i64, kind: &str, session: &str, ms: i64) -> Ev {
+    Ev {
         id,
         kind: kind.to_owned(),
         session: session.to_owned(),
@@ -27,22 +61,15 @@ fn ev(id: i64, kind: &str, session: &str, ms: i64) -> LiveEvent {
     }
 }
 
-fn click(id: i64, session: &str, ms: i64, label: Value) -> LiveEvent {
-    LiveEvent {
+fn click(id: i64, session: &str, ms: i64, label: Value) -> Ev {
+    Ev {
         metadata: json!({ "label": label }),
         ..ev(id, "click", session, ms)
     }
 }
 
-fn page(
-    id: i64,
-    kind: &str,
-    session: &str,
-    ms: i64,
-    url: &str,
-    referrer: Option<&str>,
-) -> LiveEvent {
-    LiveEvent {
+fn page(id: i64, kind: &str, session: &str, ms: i64, url: &str, referrer: Option<&str>) -> Ev {
+    Ev {
         url: Some(url.to_owned()),
         referrer: referrer.map(str::to_owned),
         ..ev(id, kind, session, ms)
@@ -67,10 +94,10 @@ fn clicks(s: &Snapshot) -> Vec<(&str, u64)> {
 #[test]
 fn minute_window_excludes_exactly_now_minus_60s_and_includes_one_ms_later() {
     let mut m = live();
-    m.record(ev(1, "visit", "a", 0)); // exactly now - 60 s: out
-    m.record(ev(2, "visit", "b", 1)); // now - 60 s + 1 ms: in
-    m.record(ev(3, "visit", "c", 60_000)); // exactly now: in
-    m.record(ev(4, "scroll", "c", 59_999));
+    m.feed(ev(1, "visit", "a", 0)); // exactly now - 60 s: out
+    m.feed(ev(2, "visit", "b", 1)); // now - 60 s + 1 ms: in
+    m.feed(ev(3, "visit", "c", 60_000)); // exactly now: in
+    m.feed(ev(4, "scroll", "c", 59_999));
     let s = m.snapshot(at(60_000));
     assert_eq!(s.visits_last_min, 2);
     assert_eq!(s.events_last_min, 3);
@@ -79,9 +106,9 @@ fn minute_window_excludes_exactly_now_minus_60s_and_includes_one_ms_later() {
 #[test]
 fn window_end_is_now_rounded_up_to_the_second() {
     let mut m = live();
-    m.record(ev(1, "visit", "a", 500)); // in (0.5 s, 60.5 s]? rounded: (1 s, 61 s] -> out
-    m.record(ev(2, "visit", "b", 1_001));
-    m.record(ev(3, "visit", "c", 60_900)); // after now, but before the rounded end: in
+    m.feed(ev(1, "visit", "a", 500)); // in (0.5 s, 60.5 s]? rounded: (1 s, 61 s] -> out
+    m.feed(ev(2, "visit", "b", 1_001));
+    m.feed(ev(3, "visit", "c", 60_900)); // after now, but before the rounded end: in
     let s = m.snapshot(at(60_500));
     assert_eq!(s.visits_last_min, 2);
     assert_eq!(s.timestamp, at(60_500));
@@ -93,8 +120,8 @@ fn window_end_is_now_rounded_up_to_the_second() {
 #[test]
 fn active_window_edges_are_exclusive_at_the_old_end() {
     let mut m = live();
-    m.record(ev(1, "heartbeat", "old", 0));
-    m.record(ev(2, "heartbeat", "new", 1));
+    m.feed(ev(1, "heartbeat", "old", 0));
+    m.feed(ev(2, "heartbeat", "new", 1));
     assert_eq!(m.snapshot(at(60_000)).active_users, 1);
     assert_eq!(m.snapshot(at(61_000)).active_users, 0);
     assert_eq!(m.active_sessions(), 0);
@@ -104,13 +131,13 @@ fn active_window_edges_are_exclusive_at_the_old_end() {
 #[test]
 fn late_events_land_in_their_own_bucket() {
     let mut m = live();
-    m.record(ev(1, "visit", "a", 50_000));
+    m.feed(ev(1, "visit", "a", 50_000));
     let s = m.snapshot(at(50_000));
     assert_eq!(s.visits_last_min, 1);
     // Arrives after the clock moved on, dated 40 s back: still in the window.
-    m.record(ev(2, "visit", "b", 10_000));
+    m.feed(ev(2, "visit", "b", 10_000));
     // Dated before the window of the current clock: never counted again.
-    m.record(ev(3, "visit", "c", -20_000));
+    m.feed(ev(3, "visit", "c", -20_000));
     let s = m.snapshot(at(55_000));
     assert_eq!(s.visits_last_min, 2);
     assert_eq!(s.active_users, 2);
@@ -135,8 +162,8 @@ fn counts_and_sessions_expire_and_memory_is_released() {
             &format!("/p{}", i % 7),
             Some("r"),
         );
-        m.record(e);
-        m.record(click(
+        m.feed(e);
+        m.feed(click(
             1000 + i,
             &format!("s{i}"),
             i * 100,
@@ -170,10 +197,10 @@ fn counts_and_sessions_expire_and_memory_is_released() {
 #[test]
 fn session_end_leaves_at_once() {
     let mut m = live();
-    m.record(page(1, "visit", "a", 1_000, "/x", None));
-    m.record(ev(2, "heartbeat", "b", 2_000));
+    m.feed(page(1, "visit", "a", 1_000, "/x", None));
+    m.feed(ev(2, "heartbeat", "b", 2_000));
     assert_eq!(m.snapshot(at(3_000)).active_users, 2);
-    m.record(ev(3, "session_end", "a", 3_000));
+    m.feed(ev(3, "session_end", "a", 3_000));
     let s = m.snapshot(at(3_000));
     assert_eq!(s.active_users, 1);
     assert!(s.top_pages.is_empty());
@@ -184,18 +211,18 @@ fn session_end_leaves_at_once() {
 #[test]
 fn session_reactivates_after_end_only_with_a_later_event() {
     let mut m = live();
-    m.record(ev(1, "heartbeat", "a", 1_000));
-    m.record(ev(2, "session_end", "a", 5_000));
+    m.feed(ev(1, "heartbeat", "a", 1_000));
+    m.feed(ev(2, "session_end", "a", 5_000));
     // Arrives late but is older than the end: stays ended.
-    m.record(ev(3, "heartbeat", "a", 4_000));
+    m.feed(ev(3, "heartbeat", "a", 4_000));
     assert_eq!(m.snapshot(at(6_000)).active_users, 0);
     // Same millisecond as the end: not later, stays ended.
-    m.record(ev(4, "heartbeat", "a", 5_000));
+    m.feed(ev(4, "heartbeat", "a", 5_000));
     assert_eq!(m.snapshot(at(6_000)).active_users, 0);
-    m.record(ev(5, "visit", "a", 5_001));
+    m.feed(ev(5, "visit", "a", 5_001));
     assert_eq!(m.snapshot(at(6_000)).active_users, 1);
     // An end that arrives late but is dated after the visit ends it again.
-    m.record(ev(6, "session_end", "a", 5_500));
+    m.feed(ev(6, "session_end", "a", 5_500));
     assert_eq!(m.snapshot(at(6_000)).active_users, 0);
 }
 
@@ -215,7 +242,7 @@ fn top_clicks_breaks_ties_by_label_and_keeps_five() {
     for (label, n) in labels {
         for _ in 0..n {
             id += 1;
-            m.record(click(id, "s", id * 10, json!(label)));
+            m.feed(click(id, "s", id * 10, json!(label)));
         }
     }
     let s = m.snapshot(at(10_000));
@@ -228,11 +255,11 @@ fn top_clicks_breaks_ties_by_label_and_keeps_five() {
 #[test]
 fn click_without_string_label_counts_as_unknown() {
     let mut m = live();
-    m.record(click(1, "s", 0, json!(42)));
-    m.record(click(2, "s", 0, Value::Null));
-    m.record(ev(3, "click", "s", 0)); // no label at all
-    m.record(click(4, "s", 0, json!("Projects")));
-    m.record(click(5, "s", 0, json!("")));
+    m.feed(click(1, "s", 0, json!(42)));
+    m.feed(click(2, "s", 0, Value::Null));
+    m.feed(ev(3, "click", "s", 0)); // no label at all
+    m.feed(click(4, "s", 0, json!("Projects")));
+    m.feed(click(5, "s", 0, json!("")));
     let s = m.snapshot(at(1_000));
     assert_eq!(clicks(&s), vec![("unknown", 3), ("", 1), ("Projects", 1)]);
 }
@@ -241,15 +268,15 @@ fn click_without_string_label_counts_as_unknown() {
 fn click_window_spans_24h_to_the_minute() {
     let mut m = live();
     let day = 24 * 3600 * 1000;
-    m.record(click(1, "s", -100_000, json!("old"))); // in (t0 - 2 min, t0 - 1 min]
-    m.record(click(2, "s", -60_000, json!("edge"))); // last ms of that bucket
-    m.record(click(3, "s", -59_999, json!("next"))); // first ms of the next one
+    m.feed(click(1, "s", -100_000, json!("old"))); // in (t0 - 2 min, t0 - 1 min]
+    m.feed(click(2, "s", -60_000, json!("edge"))); // last ms of that bucket
+    m.feed(click(3, "s", -59_999, json!("next"))); // first ms of the next one
     let end = at(day - 60_000);
     // End rounded up to the minute is t0 + 24h - 1 min: window (t0 - 1 min, ...].
     assert_eq!(clicks(&m.snapshot(end)), vec![("next", 1)]);
     let mut m = live();
-    m.record(click(1, "s", -100_000, json!("old")));
-    m.record(click(2, "s", -60_000, json!("edge")));
+    m.feed(click(1, "s", -100_000, json!("old")));
+    m.feed(click(2, "s", -60_000, json!("edge")));
     // 1 ms before the edge the end rounds up to the same minute: still in.
     let s = m.snapshot(at(day - 120_001));
     assert_eq!(clicks(&s), vec![("edge", 1), ("old", 1)]);
@@ -263,7 +290,7 @@ fn recent_events_are_newest_first_by_timestamp_then_id_and_capped() {
     order.reverse();
     order.swap(3, 17);
     for i in order {
-        m.record(ev(100 - i, "scroll", "s", (i / 2) * 1_000));
+        m.feed(ev(100 - i, "scroll", "s", (i / 2) * 1_000));
     }
     let s = m.snapshot(at(20_000));
     assert_eq!(s.recent_events.len(), 25);
@@ -282,8 +309,8 @@ fn recent_events_are_newest_first_by_timestamp_then_id_and_capped() {
     want.truncate(25);
     assert_eq!(got, want);
     // An old event does not displace newer ones; a newer one does.
-    m.record(ev(1, "scroll", "s", -1_000));
-    m.record(ev(2, "scroll", "s", 15_000));
+    m.feed(ev(1, "scroll", "s", -1_000));
+    m.feed(ev(2, "scroll", "s", 15_000));
     let s = m.snapshot(at(20_000));
     assert_eq!(s.recent_events[0].id, 2);
     assert!(s.recent_events.iter().all(|e| e.id != 1));
@@ -292,7 +319,7 @@ fn recent_events_are_newest_first_by_timestamp_then_id_and_capped() {
 #[test]
 fn top_pages_use_current_url_and_referrers_the_first_one() {
     let mut m = live();
-    m.record(page(
+    m.feed(page(
         1,
         "visit",
         "a",
@@ -300,7 +327,7 @@ fn top_pages_use_current_url_and_referrers_the_first_one() {
         "/home",
         Some("https://g.example/"),
     ));
-    m.record(page(
+    m.feed(page(
         2,
         "visit",
         "a",
@@ -308,10 +335,10 @@ fn top_pages_use_current_url_and_referrers_the_first_one() {
         "/blog",
         Some("https://a.example/"),
     ));
-    m.record(page(3, "visit", "b", 1_500, "/blog", None));
-    m.record(page(4, "visit", "b", 2_500, "", Some("")));
+    m.feed(page(3, "visit", "b", 1_500, "/blog", None));
+    m.feed(page(4, "visit", "b", 2_500, "", Some("")));
     // Late, older: neither moves b's url nor sets an earlier referrer than it has.
-    m.record(page(
+    m.feed(page(
         5,
         "visit",
         "b",
@@ -319,7 +346,7 @@ fn top_pages_use_current_url_and_referrers_the_first_one() {
         "/home",
         Some("https://b.example/"),
     ));
-    m.record(page(
+    m.feed(page(
         6,
         "visit",
         "c",
@@ -328,7 +355,7 @@ fn top_pages_use_current_url_and_referrers_the_first_one() {
         Some("https://g.example/"),
     ));
     // Late event with an earlier referrer: a's first referrer is this one.
-    m.record(page(
+    m.feed(page(
         7,
         "visit",
         "a",
@@ -357,7 +384,7 @@ fn top_pages_use_current_url_and_referrers_the_first_one() {
         ]
     );
     // b ends: its url and referrer stop counting.
-    m.record(ev(8, "session_end", "b", 2_600));
+    m.feed(ev(8, "session_end", "b", 2_600));
     let s = m.snapshot(at(3_000));
     let pages: Vec<_> = s
         .top_pages
@@ -372,7 +399,7 @@ fn top_pages_use_current_url_and_referrers_the_first_one() {
 fn snapshot_serializes_to_the_stream_contract() {
     let mut m = live();
     m.expire(at(0));
-    m.record(LiveEvent {
+    m.feed(Ev {
         id: 3,
         kind: "visit".into(),
         session: "1764496800000-k3j9x2".into(),
@@ -381,7 +408,7 @@ fn snapshot_serializes_to_the_stream_contract() {
         timestamp: at(1_000),
         metadata: json!({"country": "FR"}),
     });
-    m.record(LiveEvent {
+    m.feed(Ev {
         id: 4,
         kind: "click".into(),
         session: "1764496800000-k3j9x2".into(),
@@ -400,8 +427,8 @@ fn snapshot_serializes_to_the_stream_contract() {
 #[test]
 fn far_future_events_are_rejected_and_near_future_ones_wait_for_the_window() {
     let mut m = live(); // clock t0 - 10 min, max_future 15 min
-    m.record(ev(1, "visit", "a", 5 * 60_000)); // clock + 15 min: accepted
-    m.record(ev(2, "visit", "b", 5 * 60_000 + 1)); // beyond: rejected
+    m.feed(ev(1, "visit", "a", 5 * 60_000)); // clock + 15 min: accepted
+    m.feed(ev(2, "visit", "b", 5 * 60_000 + 1)); // beyond: rejected
     assert_eq!(m.stats().rejected_future, 1);
     let s = m.snapshot(at(0));
     assert_eq!(s.visits_last_min, 0);
@@ -413,11 +440,11 @@ fn far_future_events_are_rejected_and_near_future_ones_wait_for_the_window() {
 #[test]
 fn first_expire_drops_what_was_fed_too_far_ahead_of_it() {
     let mut m = LiveMetrics::new(LiveConfig::default());
-    m.record(ev(1, "visit", "a", 0));
-    m.record(ev(2, "visit", "b", 3_600_000)); // an hour ahead of the first clock
-    m.record(click(3, "b", 3_600_000, json!("x")));
-    m.record(ev(4, "heartbeat", "a", 3_600_000 - 1)); // a is dropped whole
-    m.record(ev(5, "visit", "c", 10_000));
+    m.feed(ev(1, "visit", "a", 0));
+    m.feed(ev(2, "visit", "b", 3_600_000)); // an hour ahead of the first clock
+    m.feed(click(3, "b", 3_600_000, json!("x")));
+    m.feed(ev(4, "heartbeat", "a", 3_600_000 - 1)); // a is dropped whole
+    m.feed(ev(5, "visit", "c", 10_000));
     let s = m.snapshot(at(30_000));
     assert_eq!(s.visits_last_min, 2);
     assert_eq!(s.active_users, 1);
@@ -431,7 +458,7 @@ fn first_expire_drops_what_was_fed_too_far_ahead_of_it() {
 #[test]
 fn clock_never_goes_back() {
     let mut m = live();
-    m.record(ev(1, "visit", "a", 0));
+    m.feed(ev(1, "visit", "a", 0));
     assert_eq!(m.snapshot(at(30_000)).visits_last_min, 1);
     assert_eq!(m.snapshot(at(70_000)).visits_last_min, 0);
     let s = m.snapshot(at(30_000));
@@ -450,9 +477,9 @@ fn caps_bound_sessions_and_labels() {
     let mut m = LiveMetrics::new(cfg);
     m.expire(at(0));
     for (i, s) in ["a", "b", "c"].into_iter().enumerate() {
-        m.record(click(i as i64, s, 1_000, json!("été")));
+        m.feed(click(i as i64, s, 1_000, json!("été")));
     }
-    m.record(click(9, "a", 1_000, json!("other")));
+    m.feed(click(9, "a", 1_000, json!("other")));
     let s = m.snapshot(at(2_000));
     assert_eq!(s.active_users, 2);
     assert_eq!(clicks(&s), vec![("ét", 3)]);
@@ -465,7 +492,7 @@ fn memory_per_active_session_stays_under_256_bytes() {
     let mut m = live();
     let n = 20_000;
     for i in 0..n {
-        m.record(LiveEvent {
+        m.feed(Ev {
             url: Some(format!("https://site.example/articles/page-{:03}", i % 500)),
             referrer: Some(format!("https://ref{}.example/", i % 20)),
             ..ev(i, "heartbeat", &format!("1764496800000-{i:06}"), i)

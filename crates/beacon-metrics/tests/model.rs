@@ -9,6 +9,37 @@ use beacon_metrics::{
     LabelCount, LiveConfig, LiveEvent, LiveMetrics, PageVisitors, RecentEvent, ReferrerVisitors,
     Snapshot,
 };
+
+/// An owned event as the model keeps it; fed to the aggregator through its
+/// borrowed view.
+#[derive(Debug, Clone)]
+struct Ev {
+    id: i64,
+    kind: String,
+    session: String,
+    url: Option<String>,
+    referrer: Option<String>,
+    timestamp: DateTime<Utc>,
+    metadata: Value,
+    /// `metadata` as JSON text.
+    json: String,
+}
+
+impl Ev {
+    /// The view the server would build: label extracted, metadata as text.
+    fn view(&self) -> LiveEvent<'_> {
+        LiveEvent {
+            id: self.id,
+            kind: &self.kind,
+            session: &self.session,
+            url: self.url.as_deref(),
+            referrer: self.referrer.as_deref(),
+            timestamp: self.timestamp,
+            label: self.metadata.get("label").and_then(Value::as_str),
+            metadata: &self.json,
+        }
+    }
+}
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -29,9 +60,9 @@ fn sec(t: &DateTime<Utc>) -> i64 {
 struct Model {
     cfg: LiveConfig,
     clock: Option<i64>,
-    accepted: Vec<LiveEvent>,
+    accepted: Vec<Ev>,
     /// Per session, the events since it (re)entered the table.
-    sessions: HashMap<String, Vec<LiveEvent>>,
+    sessions: HashMap<String, Vec<Ev>>,
 }
 
 fn s(d: StdDuration) -> i64 {
@@ -48,7 +79,7 @@ impl Model {
         }
     }
 
-    fn record(&mut self, e: LiveEvent) {
+    fn record(&mut self, e: Ev) {
         let k = sec(&e.timestamp);
         if self.clock.is_some_and(|c| k > c + s(self.cfg.max_future)) {
             return;
@@ -81,7 +112,7 @@ impl Model {
         self.expire(now);
         let end = self.clock.unwrap();
         let minute = s(self.cfg.minute_window);
-        let in_minute = |e: &&LiveEvent| {
+        let in_minute = |e: &&Ev| {
             let k = sec(&e.timestamp);
             k > end - minute && k <= end
         };
@@ -113,7 +144,7 @@ impl Model {
             .map(|(label, count)| LabelCount { label, count })
             .collect();
 
-        let mut recent: Vec<&LiveEvent> = self.accepted.iter().collect();
+        let mut recent: Vec<&Ev> = self.accepted.iter().collect();
         recent.sort_by_key(|e| std::cmp::Reverse((e.timestamp, e.id)));
         recent.truncate(self.cfg.recent_events);
 
@@ -157,7 +188,10 @@ impl Model {
             active_users: active,
             visits_last_min,
             top_clicks,
-            recent_events: recent.into_iter().map(RecentEvent::from).collect(),
+            recent_events: recent
+                .into_iter()
+                .map(|e| RecentEvent::from(&e.view()))
+                .collect(),
             events_last_min,
             top_pages: top(pages, self.cfg.top_pages)
                 .into_iter()
@@ -213,7 +247,7 @@ fn gen_event(span_ms: i64, max_early_ms: i64, max_late_ms: i64) -> impl Strategy
     )
 }
 
-fn build(i: usize, g: &Gen) -> LiveEvent {
+fn build(i: usize, g: &Gen) -> Ev {
     let (session, kind, label, url, referrer, ts, _, _) = *g;
     let metadata = match label {
         0 => json!({}),
@@ -223,7 +257,8 @@ fn build(i: usize, g: &Gen) -> LiveEvent {
         4 => json!({"label": "About"}),
         _ => json!({"label": ""}),
     };
-    LiveEvent {
+    Ev {
+        json: metadata.to_string(),
         id: (i as i64 * 7919) % 1009 + 1, // ids unrelated to time or arrival, unique below 1009
         kind: KINDS[kind].to_owned(),
         session: format!("s{session}"),
@@ -270,7 +305,7 @@ fn run(cfg: LiveConfig, gens: Vec<Gen>, extra_ms: i64) -> Result<(), TestCaseErr
             prop_assert!(got.active_users <= sessions.len() as u64);
             prop_assert_eq!(got.active_users as usize, live.active_sessions());
         }
-        live.record(build(i, &gens[i]));
+        live.record(&build(i, &gens[i]).view());
         model.record(build(i, &gens[i]));
         last = now;
     }

@@ -5,7 +5,36 @@
 
 use beacon_metrics::LiveEvent;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use serde_json::json;
+
+/// An event as the server holds it once stored: owned strings, the click
+/// label in its own column, metadata as JSON text.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: i64,
+    pub kind: String,
+    pub session: String,
+    pub url: Option<String>,
+    pub referrer: Option<String>,
+    pub timestamp: DateTime<Utc>,
+    pub label: Option<String>,
+    pub metadata: String,
+}
+
+impl Event {
+    /// The borrowed view fed to `record`, as the server builds it from a row.
+    pub fn view(&self) -> LiveEvent<'_> {
+        LiveEvent {
+            id: self.id,
+            kind: &self.kind,
+            session: &self.session,
+            url: self.url.as_deref(),
+            referrer: self.referrer.as_deref(),
+            timestamp: self.timestamp,
+            label: self.label.as_deref(),
+            metadata: &self.metadata,
+        }
+    }
+}
 
 /// A small xorshift generator: deterministic, no dependency.
 pub struct Rng(u64);
@@ -68,38 +97,42 @@ impl Traffic {
         self.now
     }
 
-    pub fn next_event(&mut self) -> LiveEvent {
+    pub fn next_event(&mut self) -> Event {
         self.now += Duration::milliseconds(self.step_ms);
         self.next_id += 1;
         let s = self.rng.below(self.sessions);
         let roll = self.rng.below(100);
         let page = self.rng.below(200);
+        let mut label = None;
         let (kind, metadata, referrer) = match roll {
             0..35 => (
                 "heartbeat",
-                json!({"uptime": 12_000, "active_time": 9_000}),
+                r#"{"active_time":9000,"uptime":12000}"#.to_owned(),
                 None,
             ),
             35..60 => (
                 "visit",
-                json!({"country": "FR", "city": "Paris", "page_title": "Article", "viewport": "1280x720"}),
+                r#"{"city":"Paris","country":"FR","page_title":"Article","viewport":"1280x720"}"#
+                    .to_owned(),
                 (self.rng.below(2) == 0).then(|| referrer(self.rng.below(20))),
             ),
-            60..90 => (
-                "click",
-                json!({"label": format!("Button {}", self.rng.below(50)), "element_type": "a"}),
-                None,
-            ),
-            90..98 => ("scroll", json!({"depth": 50}), None),
-            _ => ("session_end", json!({"duration": 64_000}), None),
+            60..90 => {
+                let l = format!("Button {}", self.rng.below(50));
+                let metadata = format!(r#"{{"element_type":"a","label":"{l}"}}"#);
+                label = Some(l);
+                ("click", metadata, None)
+            }
+            90..98 => ("scroll", r#"{"depth":50}"#.to_owned(), None),
+            _ => ("session_end", r#"{"duration":64000}"#.to_owned(), None),
         };
-        LiveEvent {
+        Event {
             id: self.next_id,
             kind: kind.to_owned(),
             session: token(s),
             url: Some(url(page)),
             referrer,
             timestamp: self.now - Duration::milliseconds(self.rng.below(3_000) as i64),
+            label,
             metadata,
         }
     }
