@@ -577,6 +577,37 @@ fn next_watermark(events: &[PendingEvent], limit: usize, settled: i64) -> i64 {
     }
 }
 
+/// The body of a pass, the same on both backends (a macro: the diesel
+/// bounds of a generic function would be longer than the body): inside the
+/// pass's transaction, read the events after `from` up to `settled`, fold
+/// them in with `apply`, move the watermark.
+macro_rules! fold_pending {
+    ($conn:expr, $from:expr, $settled:expr, $limit:expr, $pending:expr, $apply:path, $set_watermark:expr) => {{
+        let (conn, from, settled, limit) = ($conn, $from, $settled, $limit);
+        if from >= settled {
+            return Ok(RollupProgress {
+                applied: 0,
+                caught_up: true,
+            });
+        }
+        let events: Vec<PendingEvent> =
+            sql_query(format!("SELECT {PENDING_COLUMNS} FROM events {}", $pending))
+                .bind::<BigInt, _>(from)
+                .bind::<BigInt, _>(settled)
+                .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+                .load(conn)?;
+        $apply(conn, &facts(&events))?;
+        let to = next_watermark(&events, limit, settled);
+        sql_query($set_watermark)
+            .bind::<BigInt, _>(to)
+            .execute(conn)?;
+        Ok(RollupProgress {
+            applied: events.len(),
+            caught_up: to == settled,
+        })
+    }};
+}
+
 fn pg_roll_up(conn: &mut PgConnection, limit: usize) -> QueryResult<RollupProgress> {
     // No insert is running while this short transaction holds the lock, so
     // every id up to the maximum belongs to a finished transaction. Inserts
@@ -594,28 +625,15 @@ fn pg_roll_up(conn: &mut PgConnection, limit: usize) -> QueryResult<RollupProgre
         let from = sql_query(format!("{WATERMARK_SQL} FOR UPDATE"))
             .get_result::<Id>(conn)?
             .id;
-        if from >= settled {
-            return Ok(RollupProgress {
-                applied: 0,
-                caught_up: true,
-            });
-        }
-        let events: Vec<PendingEvent> = sql_query(format!(
-            "SELECT {PENDING_COLUMNS} FROM events {PENDING_SQL_PG}"
-        ))
-        .bind::<BigInt, _>(from)
-        .bind::<BigInt, _>(settled)
-        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
-        .load(conn)?;
-        pg_apply(conn, &facts(&events))?;
-        let to = next_watermark(&events, limit, settled);
-        sql_query(SET_WATERMARK_PG)
-            .bind::<BigInt, _>(to)
-            .execute(conn)?;
-        Ok(RollupProgress {
-            applied: events.len(),
-            caught_up: to == settled,
-        })
+        fold_pending!(
+            conn,
+            from,
+            settled,
+            limit,
+            PENDING_SQL_PG,
+            pg_apply,
+            SET_WATERMARK_PG
+        )
     })
 }
 
@@ -625,28 +643,15 @@ fn sqlite_roll_up(conn: &mut SqliteConnection, limit: usize) -> QueryResult<Roll
     conn.immediate_transaction(|conn| {
         let settled = sql_query(SETTLED_MAX_SQL).get_result::<Id>(conn)?.id;
         let from = sql_query(WATERMARK_SQL).get_result::<Id>(conn)?.id;
-        if from >= settled {
-            return Ok(RollupProgress {
-                applied: 0,
-                caught_up: true,
-            });
-        }
-        let events: Vec<PendingEvent> = sql_query(format!(
-            "SELECT {PENDING_COLUMNS} FROM events {PENDING_SQL_SQLITE}"
-        ))
-        .bind::<BigInt, _>(from)
-        .bind::<BigInt, _>(settled)
-        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
-        .load(conn)?;
-        sqlite_apply(conn, &facts(&events))?;
-        let to = next_watermark(&events, limit, settled);
-        sql_query(SET_WATERMARK_SQLITE)
-            .bind::<BigInt, _>(to)
-            .execute(conn)?;
-        Ok(RollupProgress {
-            applied: events.len(),
-            caught_up: to == settled,
-        })
+        fold_pending!(
+            conn,
+            from,
+            settled,
+            limit,
+            PENDING_SQL_SQLITE,
+            sqlite_apply,
+            SET_WATERMARK_SQLITE
+        )
     })
 }
 
