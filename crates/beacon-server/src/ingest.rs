@@ -10,7 +10,7 @@
 //! A writer does only what the acknowledgement waits for: build the
 //! statements, commit, answer. Joining the returned ids with the events,
 //! feeding the live metrics ([`CommitSink`]) and freeing the batch happen on
-//! a feeder thread, in commit order, while the writer commits the next
+//! a feeder thread, as the commits finish, while the writer commits the next
 //! group.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +26,8 @@ use tokio::sync::oneshot;
 use crate::error::ApiError;
 
 /// Called after each transaction: with the events that were new (not
-/// duplicates), in commit order, or with the error when the database was
+/// duplicates), one call per transaction as the commits finish (with several
+/// writers, two close commits may come in either order), or with the error when the database was
 /// unavailable. It runs on the feeder thread, after the requests were
 /// answered; a slow sink holds up the writers only once the feeder's
 /// small queue is full.
