@@ -25,12 +25,12 @@ use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 
-/// Called after each transaction: with the events that were new (not
-/// duplicates), one call per transaction as the commits finish (with several
-/// writers, two close commits may come in either order), or with the error when the database was
+/// Called after each transaction, as the commits finish (with several
+/// writers, two close commits may come in either order): with the events
+/// that were new (not duplicates), or with the error when the database was
 /// unavailable. It runs on the feeder thread, after the requests were
-/// answered; a slow sink holds up the writers only once the feeder's
-/// small queue is full.
+/// answered; a slow sink holds up the writers only once the feeder's small
+/// queue is full.
 pub type CommitSink = Arc<dyn Fn(Result<&[StoredEvent], &StoreError>) + Send + Sync>;
 
 type SinkFn = dyn Fn(Result<&[StoredEvent], &StoreError>) + Send + Sync;
