@@ -838,6 +838,14 @@ async fn the_rollup_worker_folds_acknowledged_events_in_by_itself(db: &TestDatab
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // /metrics shows the worker's progress.
+    assert!(app.gauge("beacon_rollup_events_total").await >= 3.0);
+    let caught_up = app.gauge("beacon_rollup_caught_up_timestamp_seconds").await;
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(
+        (now - 60.0..=now + 1.0).contains(&caught_up),
+        "caught up at {caught_up}, now {now}"
+    );
     // Acknowledged just before a graceful stop: rolled up by the last pass.
     let response = app
         .post_track(r#"{"type":"visit","sessionId":"worker-last","url":"https://site.example/w"}"#)

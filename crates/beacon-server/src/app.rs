@@ -15,7 +15,7 @@ use beacon_metrics::LiveConfig;
 use crate::config::Config;
 use crate::ingest::{self, IngestOptions, Ingestor, Writers};
 use crate::live::{self, Live};
-use crate::rollups::Roller;
+use crate::rollups::{Roller, RollupStats};
 use crate::routes::{self, Extras, Origins};
 use crate::state::AppState;
 
@@ -139,8 +139,13 @@ impl Application {
             })
         };
         let (ingestor, writers) = ingest::start(store.clone(), &options, sink);
-        let roller = Roller::start(store.clone(), config.rollup_interval)
-            .map_err(|e| StartError::Task(format!("cannot start the rollup worker: {e}")))?;
+        let rollup_stats = Arc::new(RollupStats::default());
+        let roller = Roller::start(
+            store.clone(),
+            config.rollup_interval,
+            Arc::clone(&rollup_stats),
+        )
+        .map_err(|e| StartError::Task(format!("cannot start the rollup worker: {e}")))?;
         actix_web::rt::spawn(live::run_broadcaster(
             Arc::clone(&live),
             store.clone(),
@@ -171,6 +176,7 @@ impl Application {
             read_token: config.read_token.clone(),
             rate_limiter,
             request_timeout: config.request_timeout,
+            rollups: rollup_stats,
         });
         let origins = Origins {
             ingest: config.allowed_origins.clone(),

@@ -7,7 +7,9 @@
 //! the database: events committed and not yet rolled up when the process
 //! stops (or crashes) are rolled up by the next pass of any instance.
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,26 @@ const PASS_EVENTS: usize = 20_000;
 /// up at the next start.
 const FINAL_PASSES: Duration = Duration::from_secs(5);
 
+/// What the worker has done, for `GET /metrics`.
+#[derive(Debug, Default)]
+pub struct RollupStats {
+    events: AtomicU64,
+    caught_up_at: AtomicI64,
+}
+
+impl RollupStats {
+    /// Events folded into the rollups since start.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// Unix time (seconds) of the last pass that left nothing committed
+    /// out of the rollups; 0 before the first.
+    pub fn caught_up_at(&self) -> i64 {
+        self.caught_up_at.load(Ordering::Relaxed)
+    }
+}
+
 /// The running worker.
 pub struct Roller {
     stop: Sender<()>,
@@ -30,7 +52,11 @@ pub struct Roller {
 impl Roller {
     /// Starts the worker; it runs a pass at once (catching up after a
     /// restart), then every `interval`.
-    pub fn start(store: Store, interval: Duration) -> std::io::Result<Self> {
+    pub fn start(
+        store: Store,
+        interval: Duration,
+        stats: Arc<RollupStats>,
+    ) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("beacon-rollups".into())
@@ -39,7 +65,7 @@ impl Roller {
                 loop {
                     // While the database is away, say so once, not per pass;
                     // the watermark keeps what is owed.
-                    match catch_up(&store, None) {
+                    match catch_up(&store, &stats, None) {
                         Ok(()) if failing => {
                             log::info!("rollups caught up again");
                             failing = false;
@@ -53,7 +79,8 @@ impl Roller {
                     match stopped.recv_timeout(interval) {
                         Err(RecvTimeoutError::Timeout) => {}
                         Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                            if let Err(e) = catch_up(&store, Some(Instant::now() + FINAL_PASSES)) {
+                            let deadline = Some(Instant::now() + FINAL_PASSES);
+                            if let Err(e) = catch_up(&store, &stats, deadline) {
                                 log::warn!("stopping with events not yet rolled up ({e}); the next start rolls them up");
                             }
                             return;
@@ -75,9 +102,20 @@ impl Roller {
 }
 
 /// Passes until nothing committed is left out, or the deadline.
-fn catch_up(store: &Store, deadline: Option<Instant>) -> Result<(), StoreError> {
+fn catch_up(
+    store: &Store,
+    stats: &RollupStats,
+    deadline: Option<Instant>,
+) -> Result<(), StoreError> {
     loop {
-        if store.roll_up(PASS_EVENTS)?.caught_up {
+        let pass = store.roll_up(PASS_EVENTS)?;
+        stats
+            .events
+            .fetch_add(pass.applied as u64, Ordering::Relaxed);
+        if pass.caught_up {
+            stats
+                .caught_up_at
+                .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
             return Ok(());
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -26,6 +26,8 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
     /// Token required by the read endpoints; `None`: reads are open.
     pub read_token: Option<crate::config::ReadToken>,
+    /// What the rollup worker has done.
+    pub rollups: Arc<crate::rollups::RollupStats>,
 }
 
 /// A rate limiter keyed by client IP.

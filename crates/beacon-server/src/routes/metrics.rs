@@ -4,7 +4,8 @@ use actix_web::{web, HttpResponse};
 
 use crate::state::AppState;
 
-/// Open streams, queued events, committed events, active sessions.
+/// Open streams, queued events, committed events, active sessions, and the
+/// rollup worker's progress.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let live = &state.live;
     let body = format!(
@@ -19,11 +20,19 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
          beacon_committed_events_total {}\n\
          # HELP beacon_active_sessions Sessions active in the live window.\n\
          # TYPE beacon_active_sessions gauge\n\
-         beacon_active_sessions {}\n",
+         beacon_active_sessions {}\n\
+         # HELP beacon_rollup_events_total Events folded into the historical rollups since start.\n\
+         # TYPE beacon_rollup_events_total counter\n\
+         beacon_rollup_events_total {}\n\
+         # HELP beacon_rollup_caught_up_timestamp_seconds Last time the rollups held every committed event (0: not yet).\n\
+         # TYPE beacon_rollup_caught_up_timestamp_seconds gauge\n\
+         beacon_rollup_caught_up_timestamp_seconds {}\n",
         live.open_streams(),
         state.ingestor.queued(),
         live.committed_events(),
         live.active_sessions(),
+        state.rollups.events(),
+        state.rollups.caught_up_at(),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
