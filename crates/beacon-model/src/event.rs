@@ -125,7 +125,7 @@ impl EventId {
 /// key of the rollups, and PostgreSQL cannot index a text much longer than
 /// 2.7 KB: an unbounded one would fail the insert (and the good events of
 /// its request). Live metrics cut labels at the same length.
-const MAX_LABEL_BYTES: usize = 256;
+pub(crate) const MAX_LABEL_BYTES: usize = 256;
 
 /// A validated event, ready to store. Only [`crate::parse_track_body`] makes
 /// one, so holding it proves every limit of [`crate::Limits`] holds.

@@ -7,35 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use beacon_model::{parse_track_body, Limits, ModelError, RequestContext};
+use beacon_model::{check, parse_track_body, Limits, RequestContext};
 use beacon_store::testing::TestDatabase;
 use beacon_store::{PoolOptions, Store};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value};
-
-const BODY_CODES: &[&str] = &[
-    "invalid_json",
-    "not_an_object",
-    "invalid_batch",
-    "empty_batch",
-    "too_many_events",
-    "no_valid_events",
-];
-
-const EVENT_CODES: &[&str] = &[
-    "invalid_event",
-    "missing_type",
-    "invalid_type",
-    "missing_session_id",
-    "invalid_session_id",
-    "url_too_long",
-    "invalid_data",
-    "data_too_large",
-    "data_too_deep",
-    "invalid_id",
-];
 
 fn received() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 10).unwrap()
@@ -320,34 +298,11 @@ fn check(backends: &Backends, body: &[u8]) -> Result<(), TestCaseError> {
         received_at: received(),
         user_agent: Some("proptest/1"),
     };
-    let parsed = match parse_track_body(body, &ctx, &limits) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            prop_assert!(
-                BODY_CODES.contains(&e.code()),
-                "unknown body code {}",
-                e.code()
-            );
-            if let ModelError::NoValidEvents { rejected } = &e {
-                for r in rejected {
-                    prop_assert!(
-                        EVENT_CODES.contains(&r.error),
-                        "unknown event code {}",
-                        r.error
-                    );
-                }
-            }
-            return Ok(());
-        }
+    let outcome = parse_track_body(body, &ctx, &limits);
+    check::parse_outcome(&outcome, &limits, received()).map_err(TestCaseError::fail)?;
+    let Ok(parsed) = outcome else {
+        return Ok(());
     };
-    prop_assert!(!parsed.events.is_empty());
-    for r in &parsed.rejected {
-        prop_assert!(
-            EVENT_CODES.contains(&r.error),
-            "unknown event code {}",
-            r.error
-        );
-    }
     for (name, store) in &backends.stores {
         let stored = store
             .insert_batch(&parsed.events)
