@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use beacon_server::{Application, Config};
-use beacon_store::{DatabaseUrl, PoolOptions, Store};
+use beacon_server::Config;
+use beacon_store::DatabaseUrl;
 use serde_json::{json, Value};
 
-use crate::helpers::SseReader;
+use crate::helpers::{spawn_config, SseReader, TestApp};
 
 /// Load tasks posting at once.
 const CLIENTS: usize = 4;
@@ -227,35 +227,7 @@ impl Drop for Cluster {
 
 // ---- Beacon on that cluster ----
 
-struct Running {
-    address: String,
-    handle: Option<beacon_server::StopHandle>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        if let Some(handle) = self.handle.take() {
-            handle.stop().await;
-        }
-        if let Some(thread) = self.thread.take() {
-            tokio::task::spawn_blocking(move || thread.join().unwrap())
-                .await
-                .unwrap();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            // A failed test: stop in the background.
-            std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop()));
-        }
-    }
-}
-
-fn spawn(url: &str) -> Running {
+fn spawn(url: &str) -> TestApp {
     let mut config = Config::with_database(DatabaseUrl::parse(url).unwrap());
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.http_workers = 2;
@@ -265,22 +237,7 @@ fn spawn(url: &str) -> Running {
     config.db_timeout = Duration::from_secs(1);
     config.ack_timeout = ACK_TIMEOUT;
     config.stream_interval = Duration::from_millis(100);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let app = Application::build(config)
-                .await
-                .expect("application builds");
-            tx.send((app.port(), app.handle())).unwrap();
-            app.run_until_stopped().await.expect("application runs");
-        });
-    });
-    let (port, handle) = rx.recv().expect("application started");
-    Running {
-        address: format!("http://127.0.0.1:{port}"),
-        handle: Some(handle),
-        thread: Some(thread),
-    }
+    spawn_config(config)
 }
 
 // ---- steady load ----
@@ -596,10 +553,8 @@ async fn postgres_stopped_under_load_gets_503s_then_recovers_with_exactly_the_ac
         .filter(|o| o.answer == Ok(200))
         .flat_map(|o| o.ids.iter().cloned())
         .collect();
-    let url = cluster.url();
+    let store = app.store.clone();
     let stored: Vec<String> = tokio::task::spawn_blocking(move || {
-        let store =
-            Store::connect(&DatabaseUrl::parse(&url).unwrap(), &PoolOptions::default()).unwrap();
         let mut ids = vec![];
         for task in 0..CLIENTS {
             ids.extend(
@@ -636,11 +591,9 @@ async fn postgres_stopped_under_load_gets_503s_then_recovers_with_exactly_the_ac
     // The rollup worker's passes, cut by the outage at any point, counted
     // every stored event exactly once: after the graceful stop's last
     // passes, the rollups equal a rebuild from the events.
+    let store = app.store.clone();
     app.stop().await;
-    let url = cluster.url();
     tokio::task::spawn_blocking(move || {
-        let store =
-            Store::connect(&DatabaseUrl::parse(&url).unwrap(), &PoolOptions::default()).unwrap();
         assert_eq!(
             store.roll_up(1).unwrap().applied,
             0,

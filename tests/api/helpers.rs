@@ -61,10 +61,13 @@ pub fn spawn_app(db: &TestDatabase) -> TestApp {
 pub fn spawn_app_with(db: &TestDatabase, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(db);
     tweak(&mut config);
-    spawn_config(db, config)
+    spawn_config(config)
 }
 
-pub fn spawn_config(db: &TestDatabase, config: Config) -> TestApp {
+/// Runs the application with `config` on its own thread; the returned
+/// app's `store` is a separate pool on the same database.
+pub fn spawn_config(config: Config) -> TestApp {
+    let store = Store::connect(&config.database_url, &PoolOptions::default()).unwrap();
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
@@ -76,7 +79,6 @@ pub fn spawn_config(db: &TestDatabase, config: Config) -> TestApp {
         });
     });
     let (port, handle) = rx.recv().expect("application started");
-    let store = Store::connect(&db.url, &PoolOptions::default()).unwrap();
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::new(),
