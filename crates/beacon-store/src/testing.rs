@@ -67,6 +67,38 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// A store on this database, migrated.
+    pub fn store(&self) -> crate::Store {
+        let store = crate::Store::connect(&self.url, &crate::PoolOptions::default())
+            .expect("the test database connects");
+        store.run_migrations().expect("the migrations run");
+        store
+    }
+}
+
+/// Declares each named function `fn(&Store)` as two tests, in modules
+/// `sqlite` and `postgres`, each on a fresh migrated database (the
+/// PostgreSQL one is skipped, loudly, without `TEST_DATABASE_URL`).
+#[macro_export]
+macro_rules! store_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() {
+                let db = $crate::testing::TestDatabase::sqlite();
+                super::$name(&db.store());
+            })*
+        }
+        mod postgres {
+            $(#[test] fn $name() {
+                if let Some(db) = $crate::testing::TestDatabase::postgres() {
+                    super::$name(&db.store());
+                }
+            })*
+        }
+    };
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some((admin, name)) = &self.pg_admin {

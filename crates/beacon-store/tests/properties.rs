@@ -9,7 +9,7 @@
 
 use beacon_model::{check, parse_track_body, Limits, RequestContext};
 use beacon_store::testing::TestDatabase;
-use beacon_store::{PoolOptions, Store};
+use beacon_store::Store;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -283,11 +283,7 @@ fn backends() -> Backends {
     let stores = dbs
         .iter()
         .zip(names)
-        .map(|(db, name)| {
-            let store = Store::connect(&db.url, &PoolOptions::default()).unwrap();
-            store.run_migrations().unwrap();
-            (name, store)
-        })
+        .map(|(db, name)| (name, db.store()))
         .collect();
     Backends { stores, _dbs: dbs }
 }

@@ -7,7 +7,7 @@
 
 use beacon_model::{parse_track_body, Limits, NewEvent, RequestContext};
 use beacon_store::testing::TestDatabase;
-use beacon_store::{EventQuery, PoolOptions, SessionQuery, Store, TopDimension};
+use beacon_store::{EventQuery, SessionQuery, Store, TopDimension};
 use chrono::{DateTime, TimeZone, Utc};
 
 fn received() -> DateTime<Utc> {
@@ -24,26 +24,7 @@ fn events(body: &str) -> Vec<NewEvent> {
     parsed.events
 }
 
-fn open(db: &TestDatabase) -> Store {
-    let store = Store::connect(&db.url, &PoolOptions::default()).unwrap();
-    store.run_migrations().unwrap();
-    store
-}
-
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { let db = beacon_store::testing::TestDatabase::sqlite(); super::$name(&super::open(&db)); })*
-        }
-        mod postgres {
-            $(#[test] fn $name() {
-                if let Some(db) = beacon_store::testing::TestDatabase::postgres() { super::$name(&super::open(&db)); }
-            })*
-        }
-    };
-}
-
-suite!(
+beacon_store::store_suite!(
     incremental_rollups_equal_a_rebuild_whatever_the_arrival_order,
     rollups_lag_until_a_pass_and_each_event_is_counted_once,
     retried_batches_are_not_counted_twice,
@@ -305,7 +286,7 @@ fn a_pass_waits_for_an_insert_still_running_below_its_ids() {
     let Some(db) = TestDatabase::postgres() else {
         return;
     };
-    let store = open(&db);
+    let store = db.store();
     let mut slow = diesel::PgConnection::establish(&db.raw_url).unwrap();
     slow.batch_execute(&format!(
         "BEGIN; SELECT pg_advisory_xact_lock_shared({lock});

@@ -4,8 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use beacon_model::{parse_track_body, Limits, NewEvent, RequestContext};
-use beacon_store::testing::TestDatabase;
-use beacon_store::{PoolOptions, Store};
+use beacon_store::Store;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 const PIXEL: &str = include_str!("../../../tests/fixtures/batch-pixel.json");
@@ -24,27 +23,7 @@ fn events(body: &str) -> Vec<NewEvent> {
     parsed.events
 }
 
-fn open(db: &TestDatabase) -> Store {
-    let store = Store::connect(&db.url, &PoolOptions::default()).unwrap();
-    store.run_migrations().unwrap();
-    store
-}
-
-/// Declares each suite function as a SQLite test and a PostgreSQL test.
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { let db = beacon_store::testing::TestDatabase::sqlite(); super::$name(&super::open(&db)); })*
-        }
-        mod postgres {
-            $(#[test] fn $name() {
-                if let Some(db) = beacon_store::testing::TestDatabase::postgres() { super::$name(&super::open(&db)); }
-            })*
-        }
-    };
-}
-
-suite!(
+beacon_store::store_suite!(
     pixel_batch_round_trips_field_by_field,
     retried_batch_is_stored_once,
     duplicate_id_within_a_batch_is_stored_once,
