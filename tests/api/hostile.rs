@@ -1146,6 +1146,23 @@ fn cases() -> Vec<Case> {
     cases
 }
 
+/// Sends a request through reqwest: its status, content type and body.
+async fn exchange(
+    request: reqwest::RequestBuilder,
+) -> Result<(u16, Option<String>, Vec<u8>), String> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let body = response.bytes().await.map_err(|e| e.to_string())?.to_vec();
+    Ok((status, content_type, body))
+}
+
 /// Sends one case and checks its response; `Err` says what went wrong.
 async fn run(
     app: &TestApp,
@@ -1162,35 +1179,13 @@ async fn run(
             for (name, value) in headers {
                 request = request.header(*name, *value);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| format!("request failed: {e}"))?;
-            let status = response.status().as_u16();
-            let content_type = response
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap_or_default().to_owned());
-            let body = response.bytes().await.map_err(|e| e.to_string())?.to_vec();
+            let (status, content_type, body) = exchange(request).await?;
             (status, content_type, body, None)
         }
         Request::Method(method) => {
-            let response = client
-                .request(method.clone(), &url)
-                .send()
-                .await
-                .map_err(|e| format!("request failed: {e}"))?;
-            let status = response.status().as_u16();
-            let content_type = response
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap_or_default().to_owned());
-            (
-                status,
-                content_type,
-                response.bytes().await.unwrap().to_vec(),
-                None,
-            )
+            let (status, content_type, body) =
+                exchange(client.request(method.clone(), &url)).await?;
+            (status, content_type, body, None)
         }
         Request::Raw { bytes, .. } => {
             let mut conn = RawConnection::open(app).await;
