@@ -132,6 +132,7 @@ pub(crate) const MAX_LABEL_BYTES: usize = 256;
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub(crate) id: EventId,
+    pub(crate) id_generated: bool,
     pub(crate) kind: EventKind,
     pub(crate) session: SessionToken,
     pub(crate) url: Option<String>,
@@ -147,6 +148,12 @@ impl NewEvent {
     /// Public id (client-supplied or generated).
     pub fn id(&self) -> &EventId {
         &self.id
+    }
+    /// True when the server generated the id (the event came without one,
+    /// as the pixel's do): a fresh UUIDv7, so no stored event can have it
+    /// and the store may skip the duplicate check.
+    pub fn id_is_generated(&self) -> bool {
+        self.id_generated
     }
     /// Event type.
     pub fn kind(&self) -> &EventKind {

@@ -203,11 +203,12 @@ fn parse_event(
         ));
     }
 
-    let id = match wire.id {
-        None | Some(Value::Null) => EventId::generate(),
-        Some(Value::String(s)) => {
-            EventId::parse(&s, limits.max_id_chars).map_err(|m| ("invalid_id", m))?
-        }
+    let (id, id_generated) = match wire.id {
+        None | Some(Value::Null) => (EventId::generate(), true),
+        Some(Value::String(s)) => (
+            EventId::parse(&s, limits.max_id_chars).map_err(|m| ("invalid_id", m))?,
+            false,
+        ),
         Some(_) => return Err(("invalid_id", "id must be a string".into())),
     };
 
@@ -222,6 +223,7 @@ fn parse_event(
 
     Ok(NewEvent {
         id,
+        id_generated,
         kind,
         session,
         url,

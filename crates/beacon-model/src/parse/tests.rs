@@ -294,6 +294,22 @@ fn client_ids_are_kept_and_uuids_canonicalised() {
 }
 
 #[test]
+fn generated_ids_are_marked_so_the_store_can_skip_the_duplicate_check() {
+    let generated = |event: &str| parse(event).unwrap().events[0].id_is_generated();
+    for (event, expected) in [
+        (r#"{"type":"visit","sessionId":"s"}"#, true),
+        (r#"{"type":"visit","sessionId":"s","id":null}"#, true),
+        (r#"{"type":"visit","sessionId":"s","id":"evt-42"}"#, false),
+        (
+            r#"{"type":"visit","sessionId":"s","id":"0192f3b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b"}"#,
+            false,
+        ),
+    ] {
+        assert_eq!(generated(event), expected, "{event}");
+    }
+}
+
+#[test]
 fn invalid_utf8_is_replaced_not_fatal() {
     let mut body = br#"{"type":"visit","sessionId":"s","url":"https://x/"#.to_vec();
     body.extend_from_slice(&[0xff, 0xfe]);
