@@ -8,7 +8,9 @@ use diesel::pg::{Pg, PgConnection};
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Untyped};
 use diesel::sqlite::SqliteConnection;
-use diesel::{sql_query, QueryResult, QueryableByName, RunQueryDsl};
+use diesel::{
+    sql_query, ExecuteCopyFromDsl, Insertable, QueryResult, QueryableByName, RunQueryDsl,
+};
 
 use crate::store::Pools;
 use crate::{Store, StoreError, StoredEvent};
@@ -185,7 +187,66 @@ impl QueryFragment<Pg> for PgInsertEvents<'_> {
     }
 }
 
-/// Both statements are cached by their SQL text (diesel's dynamic cache
+/// The ids of `n` new events, taken from the identity sequence of
+/// `events.id`: what `COPY` writes for the events whose public id the
+/// server generated. Prepared once per connection like [`PgUpsertSessions`].
+struct PgNextEventIds {
+    n: i64,
+}
+
+impl QueryFragment<Pg> for PgNextEventIds {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT nextval('events_id_seq') AS id FROM generate_series(1, ");
+        out.push_bind_param::<BigInt, _>(&self.n)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+#[derive(QueryableByName)]
+struct NextId {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+mod schema {
+    diesel::table! {
+        events (id) {
+            id -> BigInt,
+            public_id -> Text,
+            session_id -> BigInt,
+            kind -> Text,
+            url -> Nullable<Text>,
+            referrer -> Nullable<Text>,
+            user_agent -> Nullable<Text>,
+            label -> Nullable<Text>,
+            metadata -> Text,
+            occurred_at -> BigInt,
+            received_at -> BigInt,
+        }
+    }
+}
+
+/// A row of the `COPY` into `events` (binary format, written by diesel).
+/// `id` is given: `COPY` writes it although the column is `GENERATED
+/// ALWAYS`.
+#[derive(Insertable)]
+#[diesel(table_name = schema::events, treat_none_as_default_value = false)]
+struct CopiedEvent<'a> {
+    id: i64,
+    public_id: &'a str,
+    session_id: i64,
+    kind: &'a str,
+    url: Option<&'a str>,
+    referrer: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    label: Option<&'a str>,
+    metadata: &'a str,
+    occurred_at: i64,
+    received_at: i64,
+}
+
+/// The statements are cached by their SQL text (diesel's dynamic cache
 /// key): their text never depends on the batch.
 macro_rules! cached_statement {
     ($($t:ident),*) => {$(
@@ -200,6 +261,15 @@ macro_rules! cached_statement {
     )*};
 }
 cached_statement!(PgUpsertSessions, PgInsertEvents);
+
+impl QueryId for PgNextEventIds {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+impl Query for PgNextEventIds {
+    type SqlType = Untyped;
+}
+impl RunQueryDsl<PgConnection> for PgNextEventIds {}
 
 const SQLITE_UPSERT_TAIL: &str = "
 ON CONFLICT (token) DO UPDATE SET
@@ -218,24 +288,28 @@ RETURNING id, token";
 #[derive(Debug)]
 pub struct Inserted {
     session_ids: HashMap<String, i64>,
+    /// Rows the duplicate-checking insert returned.
     rows: Vec<InsertedEvent>,
+    /// `(index in the batch, id)` of the events written without a
+    /// duplicate check (server-generated ids), in index order.
+    copied: Vec<(usize, i64)>,
 }
 
 impl Inserted {
     /// Events that were new (not already stored).
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.rows.len() + self.copied.len()
     }
 
     /// True when every event of the batch was already stored.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.len() == 0
     }
 
     /// The new events of `events` (the batch given to [`Store::insert`]) as
     /// stored, in input order.
     pub fn stored_events(&self, events: &[NewEvent]) -> Vec<StoredEvent> {
-        stored_events(events, &self.session_ids, &self.rows)
+        stored_events(events, self)
     }
 }
 
@@ -256,10 +330,11 @@ impl Store {
             return Ok(Inserted {
                 session_ids: HashMap::new(),
                 rows: vec![],
+                copied: vec![],
             });
         }
         let sessions = sessions_of(events);
-        let (session_ids, rows) = match &*self.pools {
+        let inserted = match &*self.pools {
             Pools::Pg(pool) => {
                 let mut conn = pool.get()?;
                 conn.transaction(|conn| pg_insert(conn, &sessions, events))?
@@ -269,17 +344,21 @@ impl Store {
                 conn.immediate_transaction(|conn| sqlite_insert(conn, &sessions, events))?
             }
         };
-        Ok(Inserted { session_ids, rows })
+        Ok(inserted)
     }
 }
 
-type InsertedRows = (HashMap<String, i64>, Vec<InsertedEvent>);
-
+/// On PostgreSQL, events whose id the server generated (all of the pixel's)
+/// cannot be duplicates: they are written with one `COPY`, with ids taken
+/// from the sequence beforehand, which costs PostgreSQL a fraction of an
+/// `INSERT … ON CONFLICT` (no speculative insertion, one WAL record per
+/// page of rows; docs/benchmarks.md). Events with a client id go through
+/// the duplicate-checking insert.
 fn pg_insert(
     conn: &mut PgConnection,
     sessions: &BTreeMap<&str, SessionAgg<'_>>,
     events: &[NewEvent],
-) -> Result<InsertedRows, diesel::result::Error> {
+) -> Result<Inserted, diesel::result::Error> {
     let upsert = PgUpsertSessions {
         token: sessions.keys().copied().collect(),
         user_agent: sessions.values().map(|s| s.user_agent).collect(),
@@ -300,27 +379,72 @@ fn pg_insert(
     let ids: HashMap<String, i64> = rows.into_iter().map(|r| (r.token, r.id)).collect();
     let session_of = |e: &NewEvent| ids.get(e.session().as_str()).copied().unwrap_or_default();
 
-    let insert = PgInsertEvents {
-        public_id: events.iter().map(|e| e.id().as_str()).collect(),
-        session_id: events.iter().map(session_of).collect(),
-        kind: events.iter().map(|e| e.kind().as_str()).collect(),
-        url: events.iter().map(NewEvent::url).collect(),
-        referrer: events.iter().map(NewEvent::referrer).collect(),
-        user_agent: events.iter().map(NewEvent::user_agent).collect(),
-        label: events.iter().map(NewEvent::label).collect(),
-        metadata: events.iter().map(NewEvent::data_json).collect(),
-        occurred_at: events.iter().map(|e| micros(e.occurred_at())).collect(),
-        received_at: events.iter().map(|e| micros(e.received_at())).collect(),
+    let generated = events.iter().filter(|e| e.id_is_generated()).count();
+    let mut copied = Vec::with_capacity(generated);
+    if generated > 0 {
+        let mut next: Vec<NextId> = PgNextEventIds {
+            n: generated as i64,
+        }
+        .load(conn)?;
+        // Ascending ids in batch order, as an INSERT would give them.
+        next.sort_unstable_by_key(|r| r.id);
+        let rows: Vec<CopiedEvent<'_>> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.id_is_generated())
+            .zip(&next)
+            .map(|((index, e), next)| {
+                copied.push((index, next.id));
+                CopiedEvent {
+                    id: next.id,
+                    public_id: e.id().as_str(),
+                    session_id: session_of(e),
+                    kind: e.kind().as_str(),
+                    url: e.url(),
+                    referrer: e.referrer(),
+                    user_agent: e.user_agent(),
+                    label: e.label(),
+                    metadata: e.data_json(),
+                    occurred_at: micros(e.occurred_at()),
+                    received_at: micros(e.received_at()),
+                }
+            })
+            .collect();
+        diesel::copy_from(schema::events::table)
+            .from_insertable(rows)
+            .execute(conn)?;
+    }
+
+    let checked: Vec<&NewEvent> = events.iter().filter(|e| !e.id_is_generated()).collect();
+    let rows = if checked.is_empty() {
+        vec![]
+    } else {
+        let insert = PgInsertEvents {
+            public_id: checked.iter().map(|e| e.id().as_str()).collect(),
+            session_id: checked.iter().map(|e| session_of(e)).collect(),
+            kind: checked.iter().map(|e| e.kind().as_str()).collect(),
+            url: checked.iter().map(|e| e.url()).collect(),
+            referrer: checked.iter().map(|e| e.referrer()).collect(),
+            user_agent: checked.iter().map(|e| e.user_agent()).collect(),
+            label: checked.iter().map(|e| e.label()).collect(),
+            metadata: checked.iter().map(|e| e.data_json()).collect(),
+            occurred_at: checked.iter().map(|e| micros(e.occurred_at())).collect(),
+            received_at: checked.iter().map(|e| micros(e.received_at())).collect(),
+        };
+        insert.load(conn)?
     };
-    let inserted: Vec<InsertedEvent> = insert.load(conn)?;
-    Ok((ids, inserted))
+    Ok(Inserted {
+        session_ids: ids,
+        rows,
+        copied,
+    })
 }
 
 fn sqlite_insert(
     conn: &mut SqliteConnection,
     sessions: &BTreeMap<&str, SessionAgg<'_>>,
     events: &[NewEvent],
-) -> Result<InsertedRows, diesel::result::Error> {
+) -> Result<Inserted, diesel::result::Error> {
     let sessions: Vec<(&&str, &SessionAgg<'_>)> = sessions.iter().collect();
     let mut ids = HashMap::with_capacity(sessions.len());
     for chunk in sessions.chunks(SQLITE_ROWS_PER_STATEMENT) {
@@ -372,7 +496,11 @@ fn sqlite_insert(
         }
         inserted.extend(query.load::<InsertedEvent>(conn)?);
     }
-    Ok((ids, inserted))
+    Ok(Inserted {
+        session_ids: ids,
+        rows: inserted,
+        copied: vec![],
+    })
 }
 
 fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
@@ -386,24 +514,27 @@ fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
 }
 
 /// Joins what the database returned with the input, in input order.
-fn stored_events(
-    events: &[NewEvent],
-    session_ids: &HashMap<String, i64>,
-    inserted: &[InsertedEvent],
-) -> Vec<StoredEvent> {
+fn stored_events(events: &[NewEvent], inserted: &Inserted) -> Vec<StoredEvent> {
     // Keys borrow the returned rows: no allocation per event to join them.
     let mut new_ids: HashMap<(i64, &str), i64> = inserted
+        .rows
         .iter()
         .map(|r| ((r.session_id, r.public_id.as_str()), r.id))
         .collect();
-    let mut out = Vec::with_capacity(new_ids.len());
-    for e in events {
-        let session_id = session_ids
+    let mut copied = inserted.copied.iter().peekable();
+    let mut out = Vec::with_capacity(inserted.len());
+    for (index, e) in events.iter().enumerate() {
+        let session_id = inserted
+            .session_ids
             .get(e.session().as_str())
             .copied()
             .unwrap_or_default();
-        // `remove`, so a duplicate within the batch maps to the one row.
-        if let Some(id) = new_ids.remove(&(session_id, e.id().as_str())) {
+        let id = match copied.next_if(|(i, _)| *i == index) {
+            Some((_, id)) => Some(*id),
+            // `remove`, so a duplicate within the batch maps to the one row.
+            None => new_ids.remove(&(session_id, e.id().as_str())),
+        };
+        if let Some(id) = id {
             out.push(StoredEvent {
                 id,
                 public_id: e.id().as_str().to_owned(),

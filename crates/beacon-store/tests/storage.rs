@@ -27,6 +27,7 @@ beacon_store::store_suite!(
     pixel_batch_round_trips_field_by_field,
     retried_batch_is_stored_once,
     duplicate_id_within_a_batch_is_stored_once,
+    generated_and_client_ids_mix_in_one_batch,
     sessions_merge_across_batches,
     large_batches_are_chunked_and_complete,
     concurrent_writers_on_shared_sessions_do_not_deadlock,
@@ -89,6 +90,47 @@ fn duplicate_id_within_a_batch_is_stored_once(store: &Store) {
     let stored = store.insert_batch(&events(body)).unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(store.count_events().unwrap(), 1);
+}
+
+/// On PostgreSQL, events without an id are copied and the others inserted
+/// with a duplicate check: one batch of both must come back whole, each
+/// event with its own stored row, in input order.
+fn generated_and_client_ids_mix_in_one_batch(store: &Store) {
+    let first = r#"{"type":"visit","sessionId":"x","id":"c0"}"#;
+    assert_eq!(store.insert_batch(&events(first)).unwrap().len(), 1);
+    let body = r#"{"batch":[{"type":"visit","sessionId":"x","url":"https://a/"},
+                            {"type":"click","sessionId":"x","id":"c1"},
+                            {"type":"click","sessionId":"y","data":{"label":"gen"}},
+                            {"type":"click","sessionId":"x","id":"c1"},
+                            {"type":"scroll","sessionId":"x","id":"c0"},
+                            {"type":"heartbeat","sessionId":"y","id":"c2"},
+                            {"type":"session_end","sessionId":"x"}]}"#;
+    let input = events(body);
+    let stored = store.insert_batch(&input).unwrap();
+    let kinds: Vec<&str> = stored.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["visit", "click", "click", "heartbeat", "session_end"],
+        "input order, the repeated c1 and the stored c0 left out"
+    );
+    let public: Vec<&str> = stored.iter().map(|e| e.public_id.as_str()).collect();
+    assert_eq!(public[1], "c1");
+    assert_eq!(public[3], "c2");
+    for (at, e) in [(0, &input[0]), (2, &input[2]), (4, &input[6])] {
+        assert!(e.id_is_generated());
+        assert_eq!(public[at], e.id().as_str());
+    }
+    assert_eq!(store.count_events().unwrap(), 6);
+    let mut back = store.session_events("x").unwrap();
+    back.extend(store.session_events("y").unwrap());
+    for e in &stored {
+        let row = back.iter().find(|r| r.id == e.id).expect("stored row");
+        assert_eq!(row, e, "what insert returns is the row with that id");
+    }
+    assert_eq!(
+        store.session_events("y").unwrap()[0].label.as_deref(),
+        Some("gen")
+    );
 }
 
 fn sessions_merge_across_batches(store: &Store) {
