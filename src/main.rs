@@ -3,13 +3,6 @@
 
 use clap::Parser;
 
-/// mimalloc rather than glibc's malloc: the request path allocates and
-/// frees on different threads (actix workers, writers, the feeder), where
-/// glibc spends its time consolidating and locking arenas
-/// (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = beacon_server::Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
