@@ -228,18 +228,27 @@ verdict() { # stored distinct missing acked errors
     fi
 }
 
+# The stored bench id of an event: data.bench_id (the pixel's events carry
+# no id; the server generates one), or public_id when the loadgen ran with
+# --client-ids. VERIFY_KEY says which.
+VERIFY_KEY=data
+pg_bench_id() { [[ $VERIFY_KEY == data ]] && echo "metadata::jsonb->>'bench_id'" || echo public_id; }
+sqlite_bench_id() { [[ $VERIFY_KEY == data ]] && echo "json_extract(metadata, '\$.bench_id')" || echo public_id; }
+
 verify_pg() { # url acked-file loadgen-json
-    local acked errors
+    local acked errors key
+    key=$(pg_bench_id)
     acked=$(wc -l <"$2")
     errors=$(($(field "$3" req_5xx) + $(field "$3" req_err) + $(field "$3" req_partial)))
     [[ $acked == "$(field "$3" events_acked)" ]] || log "acked file has $acked ids, loadgen counted $(field "$3" events_acked)"
     local counts
     counts=$(psql "$1" -qAt -F ' ' <<SQL
-CREATE TEMP TABLE acked (public_id text PRIMARY KEY);
+CREATE TEMP TABLE acked (bench_id text PRIMARY KEY);
 \copy acked FROM '$2'
-SELECT (SELECT count(*) FROM events), (SELECT count(DISTINCT public_id) FROM events),
+CREATE TEMP TABLE stored AS SELECT $key AS bench_id FROM events;
+SELECT (SELECT count(*) FROM stored), (SELECT count(DISTINCT bench_id) FROM stored),
        (SELECT count(*) FROM acked) -
-       (SELECT count(DISTINCT e.public_id) FROM events e JOIN acked a USING (public_id));
+       (SELECT count(DISTINCT s.bench_id) FROM stored s JOIN acked a USING (bench_id));
 SQL
     )
     # shellcheck disable=SC2086
@@ -247,16 +256,18 @@ SQL
 }
 
 verify_sqlite() { # path acked-file loadgen-json
-    local acked errors
+    local acked errors key
+    key=$(sqlite_bench_id)
     acked=$(wc -l <"$2")
     errors=$(($(field "$3" req_5xx) + $(field "$3" req_err) + $(field "$3" req_partial)))
     local counts
     counts=$(sqlite3 -separator ' ' "$1" <<SQL
-CREATE TEMP TABLE acked (public_id text PRIMARY KEY);
+CREATE TEMP TABLE acked (bench_id text PRIMARY KEY);
 .import '$2' acked
-SELECT (SELECT count(*) FROM events), (SELECT count(DISTINCT public_id) FROM events),
+CREATE TEMP TABLE stored AS SELECT $key AS bench_id FROM events;
+SELECT (SELECT count(*) FROM stored), (SELECT count(DISTINCT bench_id) FROM stored),
        (SELECT count(*) FROM acked) -
-       (SELECT count(DISTINCT e.public_id) FROM events e JOIN acked a USING (public_id));
+       (SELECT count(DISTINCT s.bench_id) FROM stored s JOIN acked a USING (bench_id));
 SQL
     )
     # shellcheck disable=SC2086
@@ -308,17 +319,23 @@ awk -v n="$COPY_ROWS" -v t="$now_us" -v r="$RUN" 'BEGIN { OFS = "\t"
             "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", \
             label, data, t + i, t + i
     } }' >"$TMP/events.tsv"
+# PostgreSQL's CPU is read from inside psql, after the copies and before
+# its backend exits (a backend's ticks are gone once it has exited).
+declare -f ticks pg_ticks >"$TMP/pg_ticks.sh"
+echo pg_ticks >>"$TMP/pg_ticks.sh"
+pg_ticks >"$TMP/copy-pg0"
 t0=$(date +%s.%N)
 psql "$copy_url" -qAt -v ON_ERROR_STOP=1 \
     -c "\\copy sessions (token, user_agent, referrer, entry_url, country, city, first_seen, last_seen) FROM '$TMP/sessions.tsv'" \
     -c "\\copy events (public_id, session_id, kind, url, referrer, user_agent, label, metadata, occurred_at, received_at) FROM '$TMP/events.tsv'" \
+    -c "\\! bash '$TMP/pg_ticks.sh' >'$TMP/copy-pg1'" \
     >/dev/null
 t1=$(date +%s.%N)
+COPY_PG_S=$(awk -v t="$(pg_ticks_diff "$TMP/copy-pg0" "$TMP/copy-pg1")" -v h="$CLK_TCK" 'BEGIN { printf "%.1f", t / h }')
 stored=$(psql "$copy_url" -qAtc "SELECT count(*) FROM events")
 copy_verify=$([[ $stored == "$COPY_ROWS" ]] && echo "ok $stored=$COPY_ROWS" || echo "FAIL stored=$stored")
 COPY_EPS=$(awk -v n="$COPY_ROWS" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
-# (PostgreSQL CPU is not shown: psql's backend exits before it can be read.)
-row "1c-pg-copy-psql" "$COPY_EPS" - - - - - - - "$COPY_ROWS rows" "$copy_verify"
+row "1c-pg-copy-psql" "$COPY_EPS" - - - - - "$COPY_PG_S" - "$COPY_ROWS rows" "$copy_verify"
 log "1c-pg-copy-psql: $COPY_ROWS events (+$sessions sessions) in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
 
 # 2. /track on PostgreSQL, group commit (defaults).
@@ -328,6 +345,17 @@ start_server "$pg2"
 measure "2-pg-group-commit" "$pg2"
 GROUP_REQ_S=$(field "$LAST" req_per_s)
 GROUP_EPS=$(field "$LAST" events_per_s)
+stop_server
+
+# 2b. The same with an `id` on every event (an API client's retry-safe
+# ids): each event is checked for a duplicate (INSERT ... ON CONFLICT)
+# instead of copied.
+new_pg_db clientids
+pg2b=$PG_URL
+start_server "$pg2b"
+VERIFY_KEY=public_id
+measure "2b-pg-group-client-ids" "$pg2b" --client-ids
+VERIFY_KEY=data
 stop_server
 
 # 3. /track on PostgreSQL, one commit per request.
@@ -368,6 +396,20 @@ echo
 awk -v g="$GROUP_EPS" -v s="$SINGLE_EPS" -v c="$COPY_EPS" 'BEGIN {
     printf "group commit / batch-max 1: %.1fx    group commit / COPY ceiling: %.0f%%\n", \
         (s > 0 ? g / s : 0), (c > 0 ? 100 * g / c : 0) }'
+# The least CPU any HTTP-to-PostgreSQL design needs per stored event on
+# this machine: reading and parsing the request with the loadgen beside it
+# (1b: server + loadgen CPU per event) plus PostgreSQL writing the row the
+# cheapest way it can (1c: its CPU per row copied). Nothing else (commit,
+# session upsert, acknowledgement, rollups, live metrics) is counted.
+parse_cpu=$(awk -F '\t' '$1 == "1b-http-parse-400" { print $7 }' < <(printf '%s\n' "${ROWS[@]}"))
+parse_json=$(cat "$TMP/1b-http-parse-400.json")
+awk -v srv="$parse_cpu" -v lg="$(field "$parse_json" loadgen_cpu_s)" \
+    -v ev="$(field "$parse_json" events_sent)" -v pg="$COPY_PG_S" -v rows="$COPY_ROWS" \
+    -v cores="$(nproc)" -v c="$COPY_EPS" 'BEGIN {
+    if (ev == 0 || rows == 0) exit
+    http = 1e6 * (srv + lg) / ev; db = 1e6 * pg / rows
+    printf "least CPU per stored event: %.1f us (HTTP + parse + loadgen, 1b) + %.1f us (PostgreSQL COPY, 1c) = %.1f us:\n", http, db, http + db
+    printf "  at most %.0f events/s on %d cores, against %.0f events/s for 50%% of the COPY ceiling\n", cores * 1e6 / (http + db), cores, c / 2 }'
 echo "raw loadgen output: $TMP/*.json (removed at exit unless --keep)"
 
 failed=0

@@ -48,9 +48,15 @@ struct Args {
     /// Prefix of the event ids and session tokens (unique per run).
     #[arg(long, default_value = "run")]
     run_id: String,
-    /// Write the id of every acknowledged event here, one per line.
+    /// Write the bench id of every acknowledged event here, one per line.
     #[arg(long)]
     acked_file: Option<PathBuf>,
+    /// Send each event's bench id as the event's `id`, as an API client
+    /// with retry-safe ids does (the server then checks it for duplicates).
+    /// By default the events have no `id`, like the pixel's: the server
+    /// generates one, and the bench id travels in `data.bench_id`.
+    #[arg(long)]
+    client_ids: bool,
     /// What the bodies contain.
     #[arg(long, value_enum, default_value_t = Payload::Pixel)]
     payload: Payload,
@@ -103,6 +109,7 @@ struct Plan {
     batch_sizes: Vec<usize>,
     session_every: u64,
     run_id: String,
+    client_ids: bool,
     payload: Payload,
     timeout: Duration,
     epoch_ms: i64,
@@ -146,6 +153,7 @@ fn run(args: Args) -> Result<(), BoxError> {
         batch_sizes: args.batch_sizes.clone(),
         session_every: args.session_every.max(1),
         run_id: args.run_id.clone(),
+        client_ids: args.client_ids,
         payload: args.payload,
         timeout: Duration::from_secs_f64(args.timeout),
         epoch_ms: chrono::Utc::now().timestamp_millis(),
@@ -403,24 +411,30 @@ fn build_body(
                 "visit" => {
                     "{\"country\":\"Germany\",\"city\":\"Berlin\",\"region\":\"Land Berlin\",\
                      \"ip\":\"203.0.11...\",\"page_title\":\"Portfolio | Home\",\
-                     \"viewport\":\"1440x900\"}"
+                     \"viewport\":\"1440x900\""
                 }
                 "click" => {
-                    "{\"label\":\"Projects\",\"element_type\":\"a\",\"element_text\":\"Projects\"}"
+                    "{\"label\":\"Projects\",\"element_type\":\"a\",\"element_text\":\"Projects\""
                 }
-                "scroll" => "{\"depth\":50}",
-                _ => "{\"uptime\":30,\"active_time\":12}",
+                "scroll" => "{\"depth\":50",
+                _ => "{\"uptime\":30,\"active_time\":12",
             };
-            write!(out, "\"data\":{data},")?;
+            out.push_str("\"data\":");
+            out.push_str(data);
+            if !plan.client_ids {
+                write!(out, ",\"bench_id\":\"{}\"", event_id(&plan.run_id, k, i, j))?;
+            }
+            out.push_str("},");
+        }
+        if plan.client_ids || plan.payload != Payload::Pixel {
+            write!(out, "\"id\":\"{}\",", event_id(&plan.run_id, k, i, j))?;
         }
         write!(
             out,
-            "\"id\":\"{}\",\"url\":\"https://portfolio.example/\",\
+            "\"url\":\"https://portfolio.example/\",\
              \"referrer\":\"https://www.google.com/\",\"timestamp\":\"{now}\",\
              \"sessionId\":\"{}-{}-{k}-{session_no}\",\"userAgent\":\"{UA}\"}}",
-            event_id(&plan.run_id, k, i, j),
-            plan.epoch_ms,
-            plan.run_id,
+            plan.epoch_ms, plan.run_id,
         )?;
     }
     out.push_str("]}");
