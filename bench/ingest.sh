@@ -175,11 +175,21 @@ stop_server() {
 ROWS=()
 row() { ROWS+=("$(printf '%s\t' "$@")"); }
 
+# Each scenario starts from a checkpoint, so that none pays for the dirty
+# pages and WAL that the one before left (1c's million rows start a
+# checkpoint that would otherwise run during scenario 2). Needs a superuser
+# or pg_checkpoint; skipped with a notice otherwise.
+checkpoint() {
+    psql "$BENCH_PG/postgres" -qAtc CHECKPOINT >/dev/null 2>&1 ||
+        log "could not run CHECKPOINT (not a superuser?): scenarios may pay for earlier ones' writes"
+}
+
 # Runs the loadgen against the running server and records one table row.
 # name, backend (pg URL | sqlite path | none), loadgen args...
 measure() {
     local name=$1 store=$2
     shift 2
+    checkpoint
     local acked="$TMP/$name.acked" out cpu0 cpu1 pg0="$TMP/pg0" pg1="$TMP/pg1"
     cpu0=$(ticks "$SERVER_PID")
     pg_ticks >"$pg0"
@@ -323,6 +333,7 @@ awk -v n="$COPY_ROWS" -v t="$now_us" -v r="$RUN" 'BEGIN { OFS = "\t"
 # its backend exits (a backend's ticks are gone once it has exited).
 declare -f ticks pg_ticks >"$TMP/pg_ticks.sh"
 echo pg_ticks >>"$TMP/pg_ticks.sh"
+checkpoint
 pg_ticks >"$TMP/copy-pg0"
 t0=$(date +%s.%N)
 psql "$copy_url" -qAt -v ON_ERROR_STOP=1 \
