@@ -386,6 +386,12 @@ fn pg_insert(
             n: generated as i64,
         }
         .load(conn)?;
+        if next.len() != generated {
+            // Never expected; zipping a short list would drop events.
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!("asked for {generated} event ids, got {}", next.len()).into(),
+            ));
+        }
         // Ascending ids in batch order, as an INSERT would give them.
         next.sort_unstable_by_key(|r| r.id);
         let rows: Vec<CopiedEvent<'_>> = events
