@@ -6,17 +6,9 @@ use serde_json::{json, Value};
 
 use crate::{LiveConfig, LiveEvent, LiveMetrics, Snapshot};
 
-/// An owned event, as the tests write them; fed through its borrowed view.
-#[derive(Debug, Clone)]
-struct Ev {
-    id: i64,
-    kind: String,
-    session: String,
-    url: Option<String>,
-    referrer: Option<String>,
-    timestamp: DateTime<Utc>,
-    metadata: Value,
-}
+#[path = "../tests/common/owned_event.rs"]
+mod owned_event;
+use owned_event::Ev;
 
 trait Feed {
     /// Records `e` the way the server does: label extracted once, metadata
@@ -27,16 +19,7 @@ trait Feed {
 impl Feed for LiveMetrics {
     fn feed(&mut self, e: Ev) {
         let json = e.metadata.to_string();
-        self.record(&LiveEvent {
-            id: e.id,
-            kind: &e.kind,
-            session: &e.session,
-            url: e.url.as_deref(),
-            referrer: e.referrer.as_deref(),
-            timestamp: e.timestamp,
-            label: e.metadata.get("label").and_then(Value::as_str),
-            metadata: &json,
-        });
+        self.record(&e.view(&json));
     }
 }
 

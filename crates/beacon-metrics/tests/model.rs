@@ -10,36 +10,10 @@ use beacon_metrics::{
     Snapshot,
 };
 
-/// An owned event as the model keeps it; fed to the aggregator through its
-/// borrowed view.
-#[derive(Debug, Clone)]
-struct Ev {
-    id: i64,
-    kind: String,
-    session: String,
-    url: Option<String>,
-    referrer: Option<String>,
-    timestamp: DateTime<Utc>,
-    metadata: Value,
-    /// `metadata` as JSON text.
-    json: String,
-}
+#[path = "common/owned_event.rs"]
+mod owned_event;
+use owned_event::Ev;
 
-impl Ev {
-    /// The view the server would build: label extracted, metadata as text.
-    fn view(&self) -> LiveEvent<'_> {
-        LiveEvent {
-            id: self.id,
-            kind: &self.kind,
-            session: &self.session,
-            url: self.url.as_deref(),
-            referrer: self.referrer.as_deref(),
-            timestamp: self.timestamp,
-            label: self.metadata.get("label").and_then(Value::as_str),
-            metadata: &self.json,
-        }
-    }
-}
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -190,7 +164,7 @@ impl Model {
             top_clicks,
             recent_events: recent
                 .into_iter()
-                .map(|e| RecentEvent::from(&e.view()))
+                .map(|e| RecentEvent::from(&e.view(&e.metadata.to_string())))
                 .collect(),
             events_last_min,
             top_pages: top(pages, self.cfg.top_pages)
@@ -258,7 +232,6 @@ fn build(i: usize, g: &Gen) -> Ev {
         _ => json!({"label": ""}),
     };
     Ev {
-        json: metadata.to_string(),
         id: (i as i64 * 7919) % 1009 + 1, // ids unrelated to time or arrival, unique below 1009
         kind: KINDS[kind].to_owned(),
         session: format!("s{session}"),
@@ -305,7 +278,8 @@ fn run(cfg: LiveConfig, gens: Vec<Gen>, extra_ms: i64) -> Result<(), TestCaseErr
             prop_assert!(got.active_users <= sessions.len() as u64);
             prop_assert_eq!(got.active_users as usize, live.active_sessions());
         }
-        live.record(&build(i, &gens[i]).view());
+        let event = build(i, &gens[i]);
+        live.record(&event.view(&event.metadata.to_string()));
         model.record(build(i, &gens[i]));
         last = now;
     }
