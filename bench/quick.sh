@@ -4,8 +4,9 @@
 #
 #   bench/quick.sh NAME [beacon serve flags...]
 #
-# Prints one line: events/s, p99, and the CPU per acknowledged event of the
-# server and of every PostgreSQL process, plus acknowledged vs stored. Run
+# Prints one line: events/s, p99, the CPU per acknowledged event of the
+# server and of every PostgreSQL process, the events an ingest transaction
+# carried on average (from /metrics), and acknowledged vs stored. Run
 # two binaries or two flag sets alternately, several times: one run of a
 # 2-core machine is noisy (±10%).
 #
@@ -77,6 +78,7 @@ if [[ -n $PERF_PID ]]; then
     wait "$PERF_PID" || true
     PERF_PID=
 fi
+tx=$(curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '$1 == "beacon_ingest_transactions_total" { print $2 }')
 kill -TERM "$SERVER"
 wait "$SERVER" || true
 SERVER=
@@ -85,6 +87,6 @@ field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$out"; }
 stored=$(psql "$URL" -qAtc "SELECT count(*) FROM events")
 awk -v n="$NAME" -v e="$(field events_acked)" -v eps="$(field events_per_s)" \
     -v p99="$(field p99_ms)" -v c=$((cpu1 - cpu0)) -v p=$((pg1 - pg0)) -v s="$stored" \
-    -v hz="$(getconf CLK_TCK)" 'BEGIN {
-    printf "%-20s %8.0f events/s  p99 %6.2f ms  server %5.1f us/event  postgres %5.1f us/event  acked %d stored %d\n",
-        n, eps, p99, e ? 1e6 * c / hz / e : 0, e ? 1e6 * p / hz / e : 0, e, s }'
+    -v tx="${tx:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    printf "%-20s %8.0f events/s  p99 %6.2f ms  server %5.1f us/event  postgres %5.1f us/event  %5.1f events/commit  acked %d stored %d\n",
+        n, eps, p99, e ? 1e6 * c / hz / e : 0, e ? 1e6 * p / hz / e : 0, tx ? e / tx : 0, e, s }'

@@ -17,6 +17,7 @@ on_both_backends!(
     compressed_bodies_get_415,
     other_methods_and_paths_get_json_errors,
     a_full_queue_answers_503_with_retry_after,
+    concurrent_requests_share_a_commit_unless_batch_max_is_1,
     preflight_allows_any_origin_by_default,
     preflight_allows_only_the_configured_origins,
 );
@@ -316,6 +317,50 @@ async fn a_full_queue_answers_503_with_retry_after(db: &TestDatabase) {
     assert_eq!(app.count().await, 0);
     // One event fits, so the server is not stuck.
     assert_eq!(app.post_track(SINGLE).await.status(), 200);
+    app.stop().await;
+}
+
+/// Sends `n` one-event requests at once, each in a session of its own, and
+/// returns how many ingest transactions committed them.
+async fn transactions_for_concurrent_requests(app: &TestApp, n: usize) -> f64 {
+    let before = app.gauge("beacon_ingest_transactions_total").await;
+    let requests = (0..n).map(|i| {
+        app.post_track(json!({"type": "visit", "sessionId": format!("burst-{i}")}).to_string())
+    });
+    for response in futures_util::future::join_all(requests).await {
+        assert_eq!(response.status(), 200);
+    }
+    app.gauge("beacon_ingest_transactions_total").await - before
+}
+
+async fn concurrent_requests_share_a_commit_unless_batch_max_is_1(db: &TestDatabase) {
+    const REQUESTS: usize = 64;
+    let app = spawn_app_with(db, |c| c.writers = 1);
+    // Requests sent one after another are committed one by one: each waits
+    // for its commit.
+    for _ in 0..3 {
+        assert_eq!(app.post_track(SINGLE).await.status(), 200);
+    }
+    assert_eq!(app.gauge("beacon_ingest_transactions_total").await, 3.0);
+    // Sent at once, they pile up while the writer commits and share
+    // commits.
+    let grouped = transactions_for_concurrent_requests(&app, REQUESTS).await;
+    assert!(
+        grouped < REQUESTS as f64,
+        "{REQUESTS} concurrent requests took {grouped} transactions"
+    );
+    app.stop().await;
+
+    let app = spawn_app_with(db, |c| {
+        c.writers = 1;
+        c.batch_max = 1;
+    });
+    let alone = transactions_for_concurrent_requests(&app, REQUESTS).await;
+    assert_eq!(
+        alone, REQUESTS as f64,
+        "--batch-max 1: a commit per request"
+    );
+    assert_eq!(app.count().await, 3 + 2 * REQUESTS as i64);
     app.stop().await;
 }
 

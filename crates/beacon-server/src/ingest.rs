@@ -13,7 +13,7 @@
 //! a feeder thread, as the commits finish, while the writer commits the next
 //! group.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -59,6 +59,7 @@ struct Job {
 pub struct Ingestor {
     tx: Sender<Job>,
     queued: Arc<AtomicUsize>,
+    transactions: Arc<AtomicU64>,
     queue_max: usize,
     ack_timeout: Duration,
 }
@@ -112,6 +113,7 @@ pub fn start(store: Store, options: &IngestOptions, sink: CommitSink) -> (Ingest
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
     let queued = Arc::new(AtomicUsize::new(0));
+    let transactions = Arc::new(AtomicU64::new(0));
     let (outcomes, feed) = mpsc::sync_channel::<Outcome>(FEEDER_QUEUE);
     let feeder = std::thread::Builder::new()
         .name("beacon-feeder".into())
@@ -124,10 +126,18 @@ pub fn start(store: Store, options: &IngestOptions, sink: CommitSink) -> (Ingest
             let store = store.clone();
             let outcomes = outcomes.clone();
             let queued = Arc::clone(&queued);
+            let transactions = Arc::clone(&transactions);
             let batch_max = options.batch_max.max(1);
             std::thread::Builder::new()
                 .name(format!("beacon-writer-{i}"))
-                .spawn(move || writer_loop(&rx, &store, &outcomes, &queued, batch_max))
+                .spawn(move || {
+                    let writer = Writer {
+                        store: &store,
+                        sink: &outcomes,
+                        transactions: &transactions,
+                    };
+                    writer_loop(&rx, &writer, &queued, batch_max);
+                })
         })
         .filter_map(|spawned| match spawned {
             Ok(handle) => Some(handle),
@@ -141,6 +151,7 @@ pub fn start(store: Store, options: &IngestOptions, sink: CommitSink) -> (Ingest
         Ingestor {
             tx,
             queued,
+            transactions,
             queue_max: options.queue_max,
             ack_timeout: options.ack_timeout,
         },
@@ -178,12 +189,24 @@ impl Ingestor {
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
     }
+
+    /// Ingest transactions committed since start: committed events divided
+    /// by this is how many events a commit carries on average.
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
+    }
+}
+
+/// What a writer thread commits with.
+struct Writer<'a> {
+    store: &'a Store,
+    sink: &'a SyncSender<Outcome>,
+    transactions: &'a AtomicU64,
 }
 
 fn writer_loop(
     rx: &Mutex<Receiver<Job>>,
-    store: &Store,
-    sink: &SyncSender<Outcome>,
+    writer: &Writer<'_>,
     queued: &AtomicUsize,
     batch_max: usize,
 ) {
@@ -207,7 +230,7 @@ fn writer_loop(
             jobs
         };
         let count: usize = jobs.iter().map(|j| j.events.len()).sum();
-        commit(store, sink, jobs);
+        commit(writer, jobs);
         queued.fetch_sub(count, Ordering::AcqRel);
     }
 }
@@ -215,7 +238,8 @@ fn writer_loop(
 /// Commits a group; on a failure that is not the database being away,
 /// retries each request alone so one request's problem cannot fail the
 /// others of its group.
-fn commit(store: &Store, sink: &SyncSender<Outcome>, jobs: Vec<Job>) {
+fn commit(writer: &Writer<'_>, jobs: Vec<Job>) {
+    let Writer { store, sink, .. } = *writer;
     // The group's events are moved (not cloned) into one batch; each reply
     // keeps its request's event count, so a failed group can be split back
     // into its requests.
@@ -227,6 +251,7 @@ fn commit(store: &Store, sink: &SyncSender<Outcome>, jobs: Vec<Job>) {
     }
     match store.insert(&all) {
         Ok(inserted) => {
+            writer.transactions.fetch_add(1, Ordering::Relaxed);
             for (reply, _) in replies {
                 // The client may have gone away; its events are committed
                 // all the same.
@@ -261,7 +286,7 @@ fn commit(store: &Store, sink: &SyncSender<Outcome>, jobs: Vec<Job>) {
                     events: events.by_ref().take(n).collect(),
                     reply,
                 };
-                commit(store, sink, vec![job]);
+                commit(writer, vec![job]);
             }
         }
     }

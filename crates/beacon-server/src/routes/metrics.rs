@@ -4,8 +4,8 @@ use actix_web::{web, HttpResponse};
 
 use crate::state::AppState;
 
-/// Open streams, queued events, committed events, active sessions, and the
-/// rollup worker's progress.
+/// Open streams, queued events, committed events and transactions, active
+/// sessions, and the rollup worker's progress.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let live = &state.live;
     let body = format!(
@@ -18,6 +18,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
          # HELP beacon_committed_events_total New events committed since start.\n\
          # TYPE beacon_committed_events_total counter\n\
          beacon_committed_events_total {}\n\
+         # HELP beacon_ingest_transactions_total Ingest transactions committed since start (events per transaction: group commit at work).\n\
+         # TYPE beacon_ingest_transactions_total counter\n\
+         beacon_ingest_transactions_total {}\n\
          # HELP beacon_active_sessions Sessions active in the live window.\n\
          # TYPE beacon_active_sessions gauge\n\
          beacon_active_sessions {}\n\
@@ -30,6 +33,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         live.open_streams(),
         state.ingestor.queued(),
         live.committed_events(),
+        state.ingestor.transactions(),
         live.active_sessions(),
         state.rollups.events(),
         state.rollups.caught_up_at(),
