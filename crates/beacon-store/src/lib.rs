@@ -2,6 +2,7 @@
 
 mod error;
 mod history;
+mod known;
 mod read;
 pub mod rollup;
 mod rows;

@@ -80,6 +80,8 @@ pub fn quarter_of(micros: i64) -> i64 {
 /// What an inserted event contributes.
 struct Fact<'a> {
     session_id: i64,
+    /// Event time, µs.
+    at: i64,
     quarter: i64,
     visit: bool,
     click: bool,
@@ -129,6 +131,7 @@ fn facts(events: &[PendingEvent]) -> Vec<Fact<'_>> {
             }
             Fact {
                 session_id: e.session_id,
+                at: e.occurred_at,
                 quarter: quarter_of(e.occurred_at),
                 visit,
                 click,
@@ -297,6 +300,69 @@ fn plan(facts: &[Fact<'_>], seen: Vec<SeenRow>, spans: Vec<SessionSpan>) -> Plan
     plan
 }
 
+/// Each session's earliest and latest event among `facts`: (ids, first,
+/// last), by id.
+fn session_bounds(facts: &[Fact<'_>]) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
+    let mut bounds: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for f in facts {
+        let b = bounds.entry(f.session_id).or_insert((f.at, f.at));
+        b.0 = b.0.min(f.at);
+        b.1 = b.1.max(f.at);
+    }
+    let mut columns = (
+        Vec::with_capacity(bounds.len()),
+        Vec::with_capacity(bounds.len()),
+        Vec::with_capacity(bounds.len()),
+    );
+    for (id, (first, last)) in bounds {
+        columns.0.push(id);
+        columns.1.push(first);
+        columns.2.push(last);
+    }
+    columns
+}
+
+/// Widens `sessions.first_seen`/`last_seen` to the events being folded in:
+/// the write path upserts a session only when it is new to the writer or
+/// gets a field filled (`known.rs`), so the bounds are kept here, once per
+/// session and pass. Rows are locked in token order, the order of the
+/// writers' upserts, so the two cannot deadlock.
+const PG_MOVE_BOUNDS: &str = "WITH b AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], \
+     $3::bigint[]) AS b (id, first_seen, last_seen)), \
+     moving AS (SELECT s.id FROM sessions s JOIN b ON b.id = s.id \
+     WHERE s.first_seen > b.first_seen OR s.last_seen < b.last_seen \
+     ORDER BY s.token FOR UPDATE OF s) \
+     UPDATE sessions s SET first_seen = LEAST(s.first_seen, b.first_seen), \
+     last_seen = GREATEST(s.last_seen, b.last_seen) \
+     FROM b WHERE b.id = s.id AND s.id IN (SELECT id FROM moving)";
+
+/// [`PG_MOVE_BOUNDS`] on SQLite (one writer at a time: no lock order).
+const SQLITE_MOVE_BOUNDS: &str = "UPDATE sessions SET \
+     first_seen = MIN(sessions.first_seen, b.first_seen), \
+     last_seen = MAX(sessions.last_seen, b.last_seen) \
+     FROM (SELECT value ->> 0 AS id, value ->> 1 AS first_seen, value ->> 2 AS last_seen \
+     FROM json_each(?)) AS b \
+     WHERE b.id = sessions.id \
+     AND (sessions.first_seen > b.first_seen OR sessions.last_seen < b.last_seen)";
+
+/// The same for every stored event, before a rebuild: events past the
+/// watermark never go through a pass.
+const PG_REBUILD_BOUNDS: &str = "UPDATE sessions s SET \
+     first_seen = LEAST(s.first_seen, b.first_seen), \
+     last_seen = GREATEST(s.last_seen, b.last_seen) \
+     FROM (SELECT session_id, MIN(occurred_at) AS first_seen, MAX(occurred_at) AS last_seen \
+     FROM events GROUP BY session_id) b \
+     WHERE b.session_id = s.id AND (s.first_seen > b.first_seen OR s.last_seen < b.last_seen)";
+
+/// [`PG_REBUILD_BOUNDS`] on SQLite.
+const SQLITE_REBUILD_BOUNDS: &str = "UPDATE sessions SET \
+     first_seen = MIN(sessions.first_seen, b.first_seen), \
+     last_seen = MAX(sessions.last_seen, b.last_seen) \
+     FROM (SELECT session_id, MIN(occurred_at) AS first_seen, MAX(occurred_at) AS last_seen \
+     FROM events GROUP BY session_id) AS b \
+     WHERE b.session_id = sessions.id \
+     AND (sessions.first_seen > b.first_seen OR sessions.last_seen < b.last_seen)";
+
 fn session_ids_of(facts: &[Fact<'_>]) -> Vec<i64> {
     facts
         .iter()
@@ -330,6 +396,12 @@ fn pg_apply(conn: &mut PgConnection, facts: &[Fact<'_>]) -> Result<(), diesel::r
     if facts.is_empty() {
         return Ok(());
     }
+    let (ids, first, last) = session_bounds(facts);
+    sql_query(PG_MOVE_BOUNDS)
+        .bind::<Array<BigInt>, _>(ids)
+        .bind::<Array<BigInt>, _>(first)
+        .bind::<Array<BigInt>, _>(last)
+        .execute(conn)?;
     let sessions = session_ids_of(facts);
     let seen: Vec<SeenRow> = sql_query(
         "SELECT session_id, dim, item, quarter FROM rollup_seen WHERE session_id = ANY($1)",
@@ -438,6 +510,13 @@ fn sqlite_apply(
     if facts.is_empty() {
         return Ok(());
     }
+    let (ids, first, last) = session_bounds(facts);
+    let bounds: Vec<serde_json::Value> = (0..ids.len())
+        .map(|i| serde_json::json!([ids[i], first[i], last[i]]))
+        .collect();
+    sql_query(SQLITE_MOVE_BOUNDS)
+        .bind::<Text, _>(serde_json::Value::Array(bounds).to_string())
+        .execute(conn)?;
     let sessions = serde_json::Value::from(session_ids_of(facts)).to_string();
     let seen: Vec<SeenRow> = sql_query(
         "SELECT session_id, dim, item, quarter FROM rollup_seen \
@@ -704,6 +783,7 @@ impl Store {
                     // rebuild (and the rebuild for a running pass).
                     sql_query(format!("{WATERMARK_SQL} FOR UPDATE")).get_result::<Id>(conn)?;
                     conn.batch_execute("LOCK TABLE events IN SHARE MODE")?;
+                    conn.batch_execute(PG_REBUILD_BOUNDS)?;
                     conn.batch_execute(REBUILD_SQL)?;
                     conn.batch_execute(SET_WATERMARK_TO_MAX)
                 })?;
@@ -717,6 +797,7 @@ impl Store {
             Pools::Sqlite(pool) => {
                 let mut conn = pool.get()?;
                 conn.immediate_transaction(|conn| {
+                    conn.batch_execute(SQLITE_REBUILD_BOUNDS)?;
                     conn.batch_execute(REBUILD_SQL)?;
                     conn.batch_execute(SET_WATERMARK_TO_MAX)
                 })?;

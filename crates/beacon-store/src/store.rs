@@ -59,6 +59,8 @@ pub(crate) enum Pools {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pools: std::sync::Arc<Pools>,
+    /// Sessions written through this store (and its clones).
+    pub(crate) known: std::sync::Arc<crate::known::KnownSessions>,
 }
 
 #[derive(Debug)]
@@ -115,6 +117,9 @@ impl Store {
         };
         Ok(Self {
             pools: std::sync::Arc::new(pools),
+            known: std::sync::Arc::new(crate::known::KnownSessions::new(
+                crate::known::DEFAULT_CAPACITY,
+            )),
         })
     }
 

@@ -67,6 +67,14 @@ impl TestDatabase {
     }
 }
 
+impl crate::Store {
+    /// Forgets which sessions this store wrote, so that its next batches
+    /// upsert every session they name (as another instance would).
+    pub fn forget_known_sessions(&self) {
+        self.known.clear();
+    }
+}
+
 impl TestDatabase {
     /// A store on this database, migrated.
     pub fn store(&self) -> crate::Store {

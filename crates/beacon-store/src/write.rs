@@ -12,6 +12,7 @@ use diesel::{
     sql_query, ExecuteCopyFromDsl, Insertable, QueryResult, QueryableByName, RunQueryDsl,
 };
 
+use crate::known::{field, Known};
 use crate::store::Pools;
 use crate::{Store, StoreError, StoredEvent};
 
@@ -31,6 +32,30 @@ struct SessionAgg<'a> {
     /// Event time of the visit that gave entry url, country and city.
     first_visit: Option<i64>,
 }
+
+impl SessionAgg<'_> {
+    /// The fields this batch has no value for ([`field`] bits).
+    fn empty_fields(&self) -> u8 {
+        [
+            (self.user_agent, field::USER_AGENT),
+            (self.referrer, field::REFERRER),
+            (self.entry_url, field::ENTRY_URL),
+            (self.country, field::COUNTRY),
+            (self.city, field::CITY),
+        ]
+        .into_iter()
+        .filter(|(value, _)| value.is_none())
+        .fold(0, |bits, (_, bit)| bits | bit)
+    }
+}
+
+/// Every [`field`] bit.
+const ALL_FIELDS: u8 =
+    field::USER_AGENT | field::REFERRER | field::ENTRY_URL | field::COUNTRY | field::CITY;
+
+/// A session the batch must upsert, and the fields its row may still have
+/// empty before the upsert ([`ALL_FIELDS`] when not known).
+type Upsert<'s, 'a> = (&'s str, &'s SessionAgg<'a>, u8);
 
 fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
     t.timestamp_micros()
@@ -334,16 +359,39 @@ impl Store {
             });
         }
         let sessions = sessions_of(events);
+        // A known session with nothing to fill skips the upsert: its bounds
+        // are moved by the rollup pass (see `known.rs`).
+        let known = self.known.lookup(sessions.keys().copied());
+        let mut ids = HashMap::with_capacity(sessions.len());
+        let mut upserts: Vec<Upsert<'_, '_>> = Vec::new();
+        for ((token, agg), known) in sessions.iter().zip(known) {
+            match known {
+                Some(k) if k.empty & !agg.empty_fields() == 0 => {
+                    ids.insert((*token).to_owned(), k.id);
+                }
+                _ => upserts.push((token, agg, known.map_or(ALL_FIELDS, |k| k.empty))),
+            }
+        }
         let inserted = match &*self.pools {
             Pools::Pg(pool) => {
                 let mut conn = pool.get()?;
-                conn.transaction(|conn| pg_insert(conn, &sessions, events))?
+                conn.transaction(|conn| pg_insert(conn, &upserts, ids, events))?
             }
             Pools::Sqlite(pool) => {
                 let mut conn = pool.get()?;
-                conn.immediate_transaction(|conn| sqlite_insert(conn, &sessions, events))?
+                conn.immediate_transaction(|conn| sqlite_insert(conn, &upserts, ids, events))?
             }
         };
+        // Committed: the upserted sessions exist with these ids.
+        self.known
+            .remember(upserts.iter().filter_map(|(token, agg, empty)| {
+                let id = *inserted.session_ids.get(*token)?;
+                let known = Known {
+                    id,
+                    empty: empty & agg.empty_fields(),
+                };
+                Some(((*token).to_owned(), known))
+            }));
         Ok(inserted)
     }
 }
@@ -354,29 +402,35 @@ impl Store {
 /// `INSERT … ON CONFLICT` (no speculative insertion, one WAL record per
 /// page of rows; docs/benchmarks.md). Events with a client id go through
 /// the duplicate-checking insert.
+///
+/// `sessions` are the sessions to upsert (sorted by token), `ids` those of
+/// the others.
 fn pg_insert(
     conn: &mut PgConnection,
-    sessions: &BTreeMap<&str, SessionAgg<'_>>,
+    sessions: &[Upsert<'_, '_>],
+    mut ids: HashMap<String, i64>,
     events: &[NewEvent],
 ) -> Result<Inserted, diesel::result::Error> {
-    let upsert = PgUpsertSessions {
-        token: sessions.keys().copied().collect(),
-        user_agent: sessions.values().map(|s| s.user_agent).collect(),
-        referrer: sessions.values().map(|s| s.referrer).collect(),
-        entry_url: sessions.values().map(|s| s.entry_url).collect(),
-        country: sessions.values().map(|s| s.country).collect(),
-        city: sessions.values().map(|s| s.city).collect(),
-        first_seen: sessions.values().map(|s| s.first_seen).collect(),
-        last_seen: sessions.values().map(|s| s.last_seen).collect(),
-    };
     // Held until commit: a rollup pass reads only ids no running insert can
     // fall below (see `rollup.rs`).
     conn.batch_execute(&format!(
         "SELECT pg_advisory_xact_lock_shared({})",
         crate::rollup::INGEST_LOCK
     ))?;
-    let rows: Vec<SessionId> = upsert.load(conn)?;
-    let ids: HashMap<String, i64> = rows.into_iter().map(|r| (r.token, r.id)).collect();
+    if !sessions.is_empty() {
+        let upsert = PgUpsertSessions {
+            token: sessions.iter().map(|(token, ..)| *token).collect(),
+            user_agent: sessions.iter().map(|(_, s, _)| s.user_agent).collect(),
+            referrer: sessions.iter().map(|(_, s, _)| s.referrer).collect(),
+            entry_url: sessions.iter().map(|(_, s, _)| s.entry_url).collect(),
+            country: sessions.iter().map(|(_, s, _)| s.country).collect(),
+            city: sessions.iter().map(|(_, s, _)| s.city).collect(),
+            first_seen: sessions.iter().map(|(_, s, _)| s.first_seen).collect(),
+            last_seen: sessions.iter().map(|(_, s, _)| s.last_seen).collect(),
+        };
+        let rows: Vec<SessionId> = upsert.load(conn)?;
+        ids.extend(rows.into_iter().map(|r| (r.token, r.id)));
+    }
     let session_of = |e: &NewEvent| ids.get(e.session().as_str()).copied().unwrap_or_default();
 
     let generated = events.iter().filter(|e| e.id_is_generated()).count();
@@ -448,11 +502,10 @@ fn pg_insert(
 
 fn sqlite_insert(
     conn: &mut SqliteConnection,
-    sessions: &BTreeMap<&str, SessionAgg<'_>>,
+    sessions: &[Upsert<'_, '_>],
+    mut ids: HashMap<String, i64>,
     events: &[NewEvent],
 ) -> Result<Inserted, diesel::result::Error> {
-    let sessions: Vec<(&&str, &SessionAgg<'_>)> = sessions.iter().collect();
-    let mut ids = HashMap::with_capacity(sessions.len());
     for chunk in sessions.chunks(SQLITE_ROWS_PER_STATEMENT) {
         let mut sql = String::from(
             "INSERT INTO sessions (token, user_agent, referrer, entry_url, country, city, \
@@ -461,9 +514,9 @@ fn sqlite_insert(
         push_placeholders(&mut sql, chunk.len(), 8);
         sql.push_str(SQLITE_UPSERT_TAIL);
         let mut query = sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
-        for (token, s) in chunk {
+        for (token, s, _) in chunk {
             query = query
-                .bind::<Text, _>(**token)
+                .bind::<Text, _>(*token)
                 .bind::<Nullable<Text>, _>(s.user_agent)
                 .bind::<Nullable<Text>, _>(s.referrer)
                 .bind::<Nullable<Text>, _>(s.entry_url)

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use beacon_model::{parse_track_body, Limits, NewEvent, RequestContext};
+use beacon_store::testing::TestDatabase;
 use beacon_store::Store;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
@@ -184,11 +185,25 @@ fn large_batches_are_chunked_and_complete(store: &Store) {
 }
 
 fn concurrent_writers_on_shared_sessions_do_not_deadlock(store: &Store) {
+    // Rollup passes run beside the writers: they move the same sessions'
+    // bounds.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let passes = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                store.roll_up(7).unwrap();
+            }
+        })
+    };
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let store = store.clone();
             std::thread::spawn(move || {
                 for round in 0..20 {
+                    // Every batch upserts its sessions, as a writer that has
+                    // not seen them does.
+                    store.forget_known_sessions();
                     // Each writer touches the same sessions in its own order.
                     let mut batch: Vec<String> = (0..10)
                         .map(|k| format!(r#"{{"type":"heartbeat","sessionId":"shared-{k}","id":"{t}-{round}-{k}"}}"#))
@@ -205,7 +220,73 @@ fn concurrent_writers_on_shared_sessions_do_not_deadlock(store: &Store) {
     for t in threads {
         t.join().unwrap();
     }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    passes.join().unwrap();
     assert_eq!(store.count_events().unwrap(), 4 * 20 * 10);
+}
+
+/// A writer skips the session upsert for a session it wrote before and has
+/// nothing to fill (`known.rs`); the rollup pass, or a rebuild, moves the
+/// bounds instead. Two stores stand for two instances.
+fn known_sessions_get_their_bounds_from_the_pass(db: &TestDatabase) {
+    let (a, b) = (db.store(), db.store());
+    let event = |kind: &str, second: u32, extra: &str| {
+        events(&format!(
+            r#"{{"type":"{kind}","sessionId":"k","timestamp":"2026-11-30T10:00:{second:02}Z"{extra}}}"#
+        ))
+    };
+    let at = |second: u32| Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, second).unwrap();
+    let bounds = || {
+        let s = a.session("k").unwrap().unwrap();
+        (s.first_seen(), s.last_seen())
+    };
+    a.insert_batch(&event(
+        "visit",
+        1,
+        r#","url":"https://site/","referrer":"https://ref/","data":{"country":"FR","city":"Paris"}"#,
+    ))
+    .unwrap();
+    // Known to `a`, nothing to fill: later and earlier events alike.
+    a.insert_batch(&event("heartbeat", 5, "")).unwrap();
+    a.insert_batch(&event("click", 0, "")).unwrap();
+    // Unknown to `b`: its upsert widens the bounds at once.
+    b.insert_batch(&event("heartbeat", 9, "")).unwrap();
+    a.roll_up_all().unwrap();
+    assert_eq!(bounds(), (at(0), at(9)));
+    assert_eq!(a.session_events("k").unwrap().len(), 4);
+    let s = a.session("k").unwrap().unwrap();
+    assert_eq!(s.entry_url.as_deref(), Some("https://site/"));
+    assert_eq!(s.country.as_deref(), Some("FR"));
+
+    // A rebuild folds events without a pass: it moves the bounds too.
+    a.insert_batch(&event("heartbeat", 12, "")).unwrap();
+    a.rebuild_rollups().unwrap();
+    assert_eq!(bounds(), (at(0), at(12)));
+
+    // A known session that a batch can fill a field of is upserted: the
+    // field is there at once.
+    let other = |kind: &str, extra: &str| {
+        events(&format!(
+            r#"{{"type":"{kind}","sessionId":"f","timestamp":"2026-11-30T10:00:20Z"{extra}}}"#
+        ))
+    };
+    a.insert_batch(&other("heartbeat", "")).unwrap();
+    a.insert_batch(&other("visit", r#","url":"https://site/late""#))
+        .unwrap();
+    let s = a.session("f").unwrap().unwrap();
+    assert_eq!(s.entry_url.as_deref(), Some("https://site/late"));
+}
+
+#[test]
+fn known_sessions_get_their_bounds_from_the_pass_sqlite() {
+    known_sessions_get_their_bounds_from_the_pass(&TestDatabase::sqlite());
+}
+
+#[test]
+fn known_sessions_get_their_bounds_from_the_pass_postgres() {
+    if let Some(db) = TestDatabase::postgres() {
+        known_sessions_get_their_bounds_from_the_pass(&db);
+    }
 }
 
 fn unusual_text_round_trips(store: &Store) {
