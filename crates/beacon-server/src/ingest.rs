@@ -19,21 +19,22 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use beacon_metrics::LiveEvent;
 use beacon_model::NewEvent;
-use beacon_store::{Inserted, Store, StoreError, StoredEvent};
+use beacon_store::{Inserted, Store, StoreError};
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 
 /// Called after each transaction, as the commits finish (with several
 /// writers, two close commits may come in either order): with the events
-/// that were new (not duplicates), or with the error when the database was
-/// unavailable. It runs on the feeder thread, after the requests were
-/// answered; a slow sink holds up the writers only once the feeder's small
-/// queue is full.
-pub type CommitSink = Arc<dyn Fn(Result<&[StoredEvent], &StoreError>) + Send + Sync>;
+/// that were new (not duplicates), as views of the batch (nothing copied),
+/// or with the error when the database was unavailable. It runs on the
+/// feeder thread, after the requests were answered; a slow sink holds up
+/// the writers only once the feeder's small queue is full.
+pub type CommitSink = Arc<SinkFn>;
 
-type SinkFn = dyn Fn(Result<&[StoredEvent], &StoreError>) + Send + Sync;
+type SinkFn = dyn Fn(Result<&[LiveEvent<'_>], &StoreError>) + Send + Sync;
 
 /// Pipeline settings.
 #[derive(Debug, Clone)]
@@ -101,7 +102,11 @@ fn feeder_loop(outcomes: &Receiver<Outcome>, sink: &SinkFn) {
     for outcome in outcomes {
         match outcome {
             Outcome::Committed(events, inserted) => {
-                sink(Ok(&inserted.stored_events(&events)));
+                let new: Vec<LiveEvent<'_>> = inserted
+                    .new_events(&events)
+                    .map(|(id, e)| crate::live::live_view(id, e))
+                    .collect();
+                sink(Ok(&new));
             }
             Outcome::Unavailable(e) => sink(Err(&e)),
         }

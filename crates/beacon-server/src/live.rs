@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use beacon_metrics::{LiveConfig, LiveEvent, LiveMetrics, Snapshot};
+use beacon_model::NewEvent;
 use beacon_store::StoredEvent;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -74,9 +75,8 @@ impl Live {
         }
     }
 
-    /// Feeds newly committed events (called by the writers after each
-    /// commit).
-    pub fn record(&self, events: &[StoredEvent]) {
+    /// Feeds newly committed events (called after each commit).
+    pub fn record(&self, events: &[LiveEvent<'_>]) {
         self.committed
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         self.feed(events);
@@ -84,15 +84,15 @@ impl Live {
 
     /// Feeds events to the aggregator without counting them as committed
     /// now (warm-up).
-    fn feed(&self, events: &[StoredEvent]) {
+    fn feed(&self, events: &[LiveEvent<'_>]) {
         if events.is_empty() {
             return;
         }
-        // The aggregator borrows the rows and copies only what it keeps;
-        // the rows are freed by our caller, outside the lock.
+        // The aggregator borrows the events and copies only what it keeps;
+        // they are freed by our caller, outside the lock.
         if let Ok(mut metrics) = self.metrics.lock() {
             for event in events {
-                metrics.record(&live_event(event));
+                metrics.record(event);
             }
         }
     }
@@ -196,6 +196,21 @@ impl Drop for StreamGuard {
 /// click label comes from its own column, which ingestion filled with
 /// `data.label` of clicks when a string, cut to 256 bytes, the same cut as
 /// `LiveConfig::default().max_label_bytes`.
+/// The live view of a committed event of a batch, `id` its `events.id`:
+/// the same fields as [`live_event`] reads from the stored row.
+pub(crate) fn live_view(id: i64, e: &NewEvent) -> LiveEvent<'_> {
+    LiveEvent {
+        id,
+        kind: e.kind().as_str(),
+        session: e.session().as_str(),
+        url: e.url(),
+        referrer: e.referrer(),
+        timestamp: e.occurred_at(),
+        label: e.label(),
+        metadata: e.data_json(),
+    }
+}
+
 fn live_event(e: &StoredEvent) -> LiveEvent<'_> {
     LiveEvent {
         id: e.id,
@@ -252,8 +267,8 @@ pub fn warm_up(store: &beacon_store::Store, live: &Live) -> Result<(), beacon_st
         .filter(|e| e.occurred_at() < cutoff)
         .rev()
         .collect();
-    live.feed(&recent);
-    live.feed(&window);
+    live.feed(&recent.iter().map(live_event).collect::<Vec<_>>());
+    live.feed(&window.iter().map(live_event).collect::<Vec<_>>());
     live.tick(now);
     if !window.is_empty() || !recent.is_empty() {
         log::info!(

@@ -93,6 +93,7 @@ impl KnownSessions {
     }
 
     /// Forgets every session.
+    #[cfg(feature = "test-support")]
     pub fn clear(&self) {
         let mut g = self
             .generations

@@ -334,7 +334,51 @@ impl Inserted {
     /// The new events of `events` (the batch given to [`Store::insert`]) as
     /// stored, in input order.
     pub fn stored_events(&self, events: &[NewEvent]) -> Vec<StoredEvent> {
-        stored_events(events, self)
+        let mut out = Vec::with_capacity(self.len());
+        out.extend(self.new_events(events).map(|(id, e)| StoredEvent {
+            id,
+            public_id: e.id().as_str().to_owned(),
+            session_token: e.session().as_str().to_owned(),
+            kind: e.kind().as_str().to_owned(),
+            url: e.url().map(str::to_owned),
+            referrer: e.referrer().map(str::to_owned),
+            user_agent: e.user_agent().map(str::to_owned),
+            label: e.label().map(str::to_owned),
+            metadata: e.data_json().to_owned(),
+            occurred_at_us: micros(e.occurred_at()),
+            received_at_us: micros(e.received_at()),
+        }));
+        out
+    }
+
+    /// The new events of `events` (the batch given to [`Store::insert`]),
+    /// borrowed, each with its `events.id`, in input order: what
+    /// [`Inserted::stored_events`] copies, for a caller that only reads
+    /// them.
+    pub fn new_events<'e>(
+        &'e self,
+        events: &'e [NewEvent],
+    ) -> impl Iterator<Item = (i64, &'e NewEvent)> + 'e {
+        // Keys borrow the returned rows: no allocation per event to join them.
+        let mut checked: HashMap<(i64, &str), i64> = self
+            .rows
+            .iter()
+            .map(|r| ((r.session_id, r.public_id.as_str()), r.id))
+            .collect();
+        let mut copied = self.copied.iter().peekable();
+        events.iter().enumerate().filter_map(move |(index, e)| {
+            if let Some((_, id)) = copied.next_if(|(i, _)| *i == index) {
+                return Some((*id, e));
+            }
+            let session_id = self
+                .session_ids
+                .get(e.session().as_str())
+                .copied()
+                .unwrap_or_default();
+            // `remove`, so a duplicate within the batch maps to the one row.
+            let id = checked.remove(&(session_id, e.id().as_str()))?;
+            Some((id, e))
+        })
     }
 }
 
@@ -570,44 +614,4 @@ fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
         }
         sql.push_str(&row);
     }
-}
-
-/// Joins what the database returned with the input, in input order.
-fn stored_events(events: &[NewEvent], inserted: &Inserted) -> Vec<StoredEvent> {
-    // Keys borrow the returned rows: no allocation per event to join them.
-    let mut new_ids: HashMap<(i64, &str), i64> = inserted
-        .rows
-        .iter()
-        .map(|r| ((r.session_id, r.public_id.as_str()), r.id))
-        .collect();
-    let mut copied = inserted.copied.iter().peekable();
-    let mut out = Vec::with_capacity(inserted.len());
-    for (index, e) in events.iter().enumerate() {
-        let session_id = inserted
-            .session_ids
-            .get(e.session().as_str())
-            .copied()
-            .unwrap_or_default();
-        let id = match copied.next_if(|(i, _)| *i == index) {
-            Some((_, id)) => Some(*id),
-            // `remove`, so a duplicate within the batch maps to the one row.
-            None => new_ids.remove(&(session_id, e.id().as_str())),
-        };
-        if let Some(id) = id {
-            out.push(StoredEvent {
-                id,
-                public_id: e.id().as_str().to_owned(),
-                session_token: e.session().as_str().to_owned(),
-                kind: e.kind().as_str().to_owned(),
-                url: e.url().map(str::to_owned),
-                referrer: e.referrer().map(str::to_owned),
-                user_agent: e.user_agent().map(str::to_owned),
-                label: e.label().map(str::to_owned),
-                metadata: e.data_json().to_owned(),
-                occurred_at_us: micros(e.occurred_at()),
-                received_at_us: micros(e.received_at()),
-            });
-        }
-    }
-    out
 }
