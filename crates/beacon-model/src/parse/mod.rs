@@ -62,7 +62,12 @@ pub fn parse_track_body(
     ctx: &RequestContext<'_>,
     limits: &Limits,
 ) -> Result<ParsedBatch, ModelError> {
-    let text = String::from_utf8_lossy(body);
+    // Valid UTF-8 (nearly every body) is checked by the fast validator and
+    // borrowed; only a body that fails it pays for the replacement.
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(body),
+    };
     let trimmed = text.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
     if !trimmed.starts_with('{') {
         return Err(
