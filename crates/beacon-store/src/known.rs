@@ -38,7 +38,7 @@ pub(crate) struct Known {
     pub empty: u8,
 }
 
-/// Most sessions remembered by default (about 100 bytes each).
+/// Most sessions remembered by default.
 pub(crate) const DEFAULT_CAPACITY: usize = 100_000;
 
 #[derive(Debug)]
