@@ -39,8 +39,10 @@ SERVER=
 PERF_PID=
 
 cleanup() {
-    [[ -n $PERF_PID ]] && kill "$PERF_PID" 2>/dev/null
-    [[ -n $SERVER ]] && kill -KILL "$SERVER" 2>/dev/null
+    # `|| true`: a process that already exited must not stop the cleanup
+    # (set -e) before the database is dropped.
+    [[ -z $PERF_PID ]] || kill "$PERF_PID" 2>/dev/null || true
+    [[ -z $SERVER ]] || kill -KILL "$SERVER" 2>/dev/null || true
     psql "$BENCH_PG/postgres" -qAtc "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 || true
     rm -f "$LOG"
 }

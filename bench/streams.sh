@@ -27,7 +27,8 @@ die() { log "FAIL: $*"; exit 1; }
 TMP=$(mktemp -d)
 SERVER_PID=
 cleanup() {
-    [[ -n $SERVER_PID ]] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    # `|| true`: a server that already exited must not stop the cleanup.
+    [[ -z $SERVER_PID ]] || { kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; } || true
     jobs -p | xargs -r kill 2>/dev/null || true
     rm -rf "$TMP"
 }
