@@ -300,26 +300,19 @@ fn plan(facts: &[Fact<'_>], seen: Vec<SeenRow>, spans: Vec<SessionSpan>) -> Plan
     plan
 }
 
-/// Each session's earliest and latest event among `facts`: (ids, first,
-/// last), by id.
-fn session_bounds(facts: &[Fact<'_>]) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
+/// Each session of `facts` with its earliest and latest event among them:
+/// `(session id, first, last)`, by id.
+fn session_bounds(facts: &[Fact<'_>]) -> Vec<(i64, i64, i64)> {
     let mut bounds: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     for f in facts {
         let b = bounds.entry(f.session_id).or_insert((f.at, f.at));
         b.0 = b.0.min(f.at);
         b.1 = b.1.max(f.at);
     }
-    let mut columns = (
-        Vec::with_capacity(bounds.len()),
-        Vec::with_capacity(bounds.len()),
-        Vec::with_capacity(bounds.len()),
-    );
-    for (id, (first, last)) in bounds {
-        columns.0.push(id);
-        columns.1.push(first);
-        columns.2.push(last);
-    }
-    columns
+    bounds
+        .into_iter()
+        .map(|(id, (first, last))| (id, first, last))
+        .collect()
 }
 
 /// Widens `sessions.first_seen`/`last_seen` to the events being folded in:
@@ -363,15 +356,6 @@ const SQLITE_REBUILD_BOUNDS: &str = "UPDATE sessions SET \
      WHERE b.session_id = sessions.id \
      AND (sessions.first_seen > b.first_seen OR sessions.last_seen < b.last_seen)";
 
-fn session_ids_of(facts: &[Fact<'_>]) -> Vec<i64> {
-    facts
-        .iter()
-        .map(|f| f.session_id)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
-}
-
 /// One column of rows, for a PostgreSQL array parameter.
 fn column<'r, T, U>(rows: &'r [T], f: impl Fn(&'r T) -> U) -> Vec<U> {
     rows.iter().map(f).collect()
@@ -396,13 +380,13 @@ fn pg_apply(conn: &mut PgConnection, facts: &[Fact<'_>]) -> Result<(), diesel::r
     if facts.is_empty() {
         return Ok(());
     }
-    let (ids, first, last) = session_bounds(facts);
+    let bounds = session_bounds(facts);
+    let sessions = column(&bounds, |b| b.0);
     sql_query(PG_MOVE_BOUNDS)
-        .bind::<Array<BigInt>, _>(ids)
-        .bind::<Array<BigInt>, _>(first)
-        .bind::<Array<BigInt>, _>(last)
+        .bind::<Array<BigInt>, _>(&sessions)
+        .bind::<Array<BigInt>, _>(column(&bounds, |b| b.1))
+        .bind::<Array<BigInt>, _>(column(&bounds, |b| b.2))
         .execute(conn)?;
-    let sessions = session_ids_of(facts);
     let seen: Vec<SeenRow> = sql_query(
         "SELECT session_id, dim, item, quarter FROM rollup_seen WHERE session_id = ANY($1)",
     )
@@ -510,14 +494,11 @@ fn sqlite_apply(
     if facts.is_empty() {
         return Ok(());
     }
-    let (ids, first, last) = session_bounds(facts);
-    let bounds: Vec<serde_json::Value> = (0..ids.len())
-        .map(|i| serde_json::json!([ids[i], first[i], last[i]]))
-        .collect();
+    let bounds = session_bounds(facts);
     sql_query(SQLITE_MOVE_BOUNDS)
-        .bind::<Text, _>(serde_json::Value::Array(bounds).to_string())
+        .bind::<Text, _>(serde_json::json!(bounds).to_string())
         .execute(conn)?;
-    let sessions = serde_json::Value::from(session_ids_of(facts)).to_string();
+    let sessions = serde_json::Value::from(column(&bounds, |b| b.0)).to_string();
     let seen: Vec<SeenRow> = sql_query(
         "SELECT session_id, dim, item, quarter FROM rollup_seen \
          WHERE session_id IN (SELECT value FROM json_each(?))",
