@@ -139,8 +139,8 @@ pub struct Config {
     pub max_connections: u32,
 
     /// Time between two passes that fold acknowledged events into the
-    /// rollups behind /stats and the top lists (their figures lag by about
-    /// this much), e.g. `1s` or `250ms`.
+    /// rollups behind /stats, the top lists and the sessions' counters and
+    /// first/last seen (they lag by about this much), e.g. `1s` or `250ms`.
     #[arg(long, env = "BEACON_ROLLUP_INTERVAL", default_value = "1s", value_parser = parse_duration, global = true)]
     pub rollup_interval: Duration,
 
