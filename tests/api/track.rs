@@ -18,6 +18,7 @@ on_both_backends!(
     other_methods_and_paths_get_json_errors,
     a_full_queue_answers_503_with_retry_after,
     concurrent_requests_share_a_commit_unless_batch_max_is_1,
+    several_writers_store_every_event_once,
     preflight_allows_any_origin_by_default,
     preflight_allows_only_the_configured_origins,
 );
@@ -361,6 +362,35 @@ async fn concurrent_requests_share_a_commit_unless_batch_max_is_1(db: &TestDatab
         "--batch-max 1: a commit per request"
     );
     assert_eq!(app.count().await, 3 + 2 * REQUESTS as i64);
+    app.stop().await;
+}
+
+/// The default is one writer; several commit side by side, upserting the
+/// same new sessions at once (SQLite ignores the setting: one writer).
+async fn several_writers_store_every_event_once(db: &TestDatabase) {
+    const REQUESTS: usize = 96;
+    const SESSIONS: usize = 8;
+    let app = spawn_app_with(db, |c| {
+        c.writers = 4;
+        c.pool_size = 6;
+    });
+    let requests = (0..REQUESTS).map(|i| {
+        let session = format!("shared-{}", i % SESSIONS);
+        let batch = json!({"batch": [
+            {"type": "visit", "sessionId": session, "url": format!("https://example.com/{i}")},
+            {"type": "heartbeat", "sessionId": session},
+            {"type": "heartbeat", "sessionId": session},
+        ]});
+        app.post_track(batch.to_string())
+    });
+    for response in futures_util::future::join_all(requests).await {
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(app.count().await, 3 * REQUESTS as i64);
+    for s in 0..SESSIONS {
+        let stored = app.stored(&format!("shared-{s}")).await;
+        assert_eq!(stored.len(), 3 * REQUESTS / SESSIONS, "session {s}");
+    }
     app.stop().await;
 }
 
