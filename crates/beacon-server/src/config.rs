@@ -89,9 +89,9 @@ pub struct Config {
     pub queue_max: u32,
 
     /// Writer threads committing batches (PostgreSQL; SQLite always uses 1).
-    /// One makes the biggest commits: on 2 cores it ingests as much as two
-    /// with about a fifth less CPU per event. More can help when PostgreSQL
-    /// has cores of its own to spare (docs/benchmarks.md).
+    /// One makes the biggest commits: on 2 cores it ingested about as much
+    /// as two with a fifth less CPU per event. More can help when
+    /// PostgreSQL has cores of its own to spare (docs/benchmarks.md).
     #[arg(long, env = "BEACON_WRITERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
     pub writers: u32,
 
