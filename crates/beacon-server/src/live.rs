@@ -192,10 +192,6 @@ impl Drop for StreamGuard {
     }
 }
 
-/// The aggregator's view of a stored row: no copy, no JSON parsing. The
-/// click label comes from its own column, which ingestion filled with
-/// `data.label` of clicks when a string, cut to 256 bytes, the same cut as
-/// `LiveConfig::default().max_label_bytes`.
 /// The live view of a committed event of a batch, `id` its `events.id`:
 /// the same fields as [`live_event`] reads from the stored row.
 pub(crate) fn live_view(id: i64, e: &NewEvent) -> LiveEvent<'_> {
@@ -211,6 +207,10 @@ pub(crate) fn live_view(id: i64, e: &NewEvent) -> LiveEvent<'_> {
     }
 }
 
+/// The aggregator's view of a stored row: no copy, no JSON parsing. The
+/// click label comes from its own column, which ingestion filled with
+/// `data.label` of clicks when a string, cut to 256 bytes, the same cut as
+/// `LiveConfig::default().max_label_bytes`.
 fn live_event(e: &StoredEvent) -> LiveEvent<'_> {
     LiveEvent {
         id: e.id,
