@@ -319,12 +319,13 @@ fn session_bounds(facts: &[Fact<'_>]) -> Vec<(i64, i64, i64)> {
 /// the write path upserts a session only when it is new to the writer or
 /// gets a field filled (`known.rs`), so the bounds are kept here, once per
 /// session and pass. Rows are locked in token order, the order of the
-/// writers' upserts, so the two cannot deadlock.
+/// writers' upserts, so the two cannot deadlock: byte order (`COLLATE "C"`),
+/// as Rust sorts the writers' tokens, whatever the database's collation.
 const PG_MOVE_BOUNDS: &str = "WITH b AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], \
      $3::bigint[]) AS b (id, first_seen, last_seen)), \
      moving AS (SELECT s.id FROM sessions s JOIN b ON b.id = s.id \
      WHERE s.first_seen > b.first_seen OR s.last_seen < b.last_seen \
-     ORDER BY s.token FOR UPDATE OF s) \
+     ORDER BY s.token COLLATE \"C\" FOR UPDATE OF s) \
      UPDATE sessions s SET first_seen = LEAST(s.first_seen, b.first_seen), \
      last_seen = GREATEST(s.last_seen, b.last_seen) \
      FROM b WHERE b.id = s.id AND s.id IN (SELECT id FROM moving)";

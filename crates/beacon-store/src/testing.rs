@@ -41,6 +41,19 @@ impl TestDatabase {
     /// is unset (a loud notice is printed; with `BEACON_REQUIRE_POSTGRES=1`
     /// it panics instead).
     pub fn postgres() -> Option<Self> {
+        Self::postgres_created_with("")
+    }
+
+    /// [`TestDatabase::postgres`] whose text columns sort by an ICU locale
+    /// (`"en-US"`) instead of the server's default, as a database created
+    /// on a host with that locale would.
+    pub fn postgres_icu(locale: &str) -> Option<Self> {
+        Self::postgres_created_with(&format!(
+            " LOCALE_PROVIDER icu ICU_LOCALE '{locale}' TEMPLATE template0"
+        ))
+    }
+
+    fn postgres_created_with(options: &str) -> Option<Self> {
         let admin = match std::env::var("TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => url,
             _ => {
@@ -55,7 +68,7 @@ impl TestDatabase {
         let name = format!("beacon_test_{}", uuid::Uuid::now_v7().simple());
         let mut conn = PgConnection::establish(&admin)
             .unwrap_or_else(|e| panic!("cannot connect to TEST_DATABASE_URL: {e}"));
-        conn.batch_execute(&format!("CREATE DATABASE {name}"))
+        conn.batch_execute(&format!("CREATE DATABASE {name}{options}"))
             .expect("create test database");
         let raw_url = replace_database(&admin, &name);
         Some(Self {

@@ -289,6 +289,79 @@ fn known_sessions_get_their_bounds_from_the_pass_postgres() {
     }
 }
 
+/// The rollup pass locks the sessions whose bounds it moves in the order
+/// the writers' upserts lock them: byte order of the token, as Rust sorts
+/// them. A database whose default collation sorts otherwise ("a-1" before
+/// "B-1" in en-US, after it in bytes) must not change the pass's order, or
+/// a pass and a writer can each hold a row the other waits for.
+#[test]
+fn the_pass_locks_sessions_in_byte_order_whatever_the_collation() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+
+    let Some(db) = TestDatabase::postgres_icu("en-US") else {
+        return;
+    };
+    let store = db.store();
+    let batch = |second: u32| {
+        events(&format!(
+            r#"{{"batch":[{{"type":"visit","sessionId":"a-1","timestamp":"2026-11-30T10:00:{second:02}Z"}},
+                          {{"type":"visit","sessionId":"B-1","timestamp":"2026-11-30T10:00:{second:02}Z"}}]}}"#
+        ))
+    };
+    store.insert_batch(&batch(1)).unwrap();
+    store.roll_up_all().unwrap();
+    // Known sessions: the pass, not the writer, moves these bounds.
+    store.insert_batch(&batch(5)).unwrap();
+
+    // A writer's upsert would lock "B-1" first (byte order); hold it.
+    let mut writer = PgConnection::establish(&db.raw_url).unwrap();
+    writer
+        .batch_execute("BEGIN; SELECT 1 FROM sessions WHERE token = 'B-1' FOR UPDATE")
+        .unwrap();
+    let pass = {
+        let store = store.clone();
+        std::thread::spawn(move || store.roll_up_all())
+    };
+    let mut probe = PgConnection::establish(&db.raw_url).unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    // Wait until the pass waits for the row the writer holds.
+    let mut waits = false;
+    for _ in 0..600 {
+        let waiting: Waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .get_result(&mut probe)
+        .unwrap();
+        if waiting.n > 0 {
+            waits = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(waits, "the pass never waited for the writer's row");
+    // Had the pass sorted by the collation, it would hold "a-1" now.
+    let other = probe.batch_execute(
+        "BEGIN; SELECT 1 FROM sessions WHERE token = 'a-1' FOR UPDATE NOWAIT; ROLLBACK",
+    );
+    writer.batch_execute("ROLLBACK").unwrap();
+    pass.join().unwrap().unwrap();
+    assert!(
+        other.is_ok(),
+        "the pass locked \"a-1\" before \"B-1\": {other:?}"
+    );
+    let s = store.session("a-1").unwrap().unwrap();
+    assert_eq!(
+        s.last_seen(),
+        Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 5).unwrap()
+    );
+}
+
 fn unusual_text_round_trips(store: &Store) {
     let body = r#"{"type":"click","sessionId":"ü-😀-'\"; DROP TABLE events;--","url":"https://x/?q='\"%00",
                    "data":{"label":"naïve 😀 \u0000 text","nested":{"a":[1,2.5,true,null]}}}"#;
