@@ -13,11 +13,25 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use beacon_store::{Store, StoreError};
+use beacon_store::{Backend, Store, StoreError};
 
-/// Events read per rollup transaction: big enough to merge many batches,
+/// Events read per rollup transaction.
+///
+/// On PostgreSQL a pass runs beside the writers (they wait only for the
+/// instant it takes the ingest lock): big enough to merge many batches,
 /// small enough to keep each transaction short.
-const PASS_EVENTS: usize = 20_000;
+///
+/// On SQLite a pass holds the one write lock, and every commit waits for
+/// it: 1,000 events take a pass about 4-5 ms there. With 20,000 the p99.9
+/// of `/track` was 136-144 ms at 55-59k events/s; with 1,000 it was 15-22
+/// ms, for 4-6% fewer events/s and a p99 of 12 ms instead of 7-8
+/// (docs/benchmarks.md, item 12).
+fn pass_events(backend: Backend) -> usize {
+    match backend {
+        Backend::Postgres => 20_000,
+        Backend::Sqlite => 1_000,
+    }
+}
 
 /// How long the last passes at shutdown may take; what is left is rolled
 /// up at the next start.
@@ -108,7 +122,7 @@ fn catch_up(
     deadline: Option<Instant>,
 ) -> Result<(), StoreError> {
     loop {
-        let pass = store.roll_up(PASS_EVENTS)?;
+        let pass = store.roll_up(pass_events(store.backend()))?;
         stats
             .events
             .fetch_add(pass.applied as u64, Ordering::Relaxed);

@@ -726,7 +726,10 @@ impl Store {
         let limit = limit.max(1);
         Ok(match &*self.pools {
             Pools::Pg(pool) => pg_roll_up(&mut *pool.get()?, limit)?,
-            Pools::Sqlite(pool) => sqlite_roll_up(&mut *pool.get()?, limit)?,
+            Pools::Sqlite(pool) => {
+                let _turn = self.sqlite_writes.lock();
+                sqlite_roll_up(&mut *pool.get()?, limit)?
+            }
         })
     }
 
@@ -777,6 +780,7 @@ impl Store {
                 conn.batch_execute("ANALYZE rollup_seen, rollup_session, rollup_stats")?;
             }
             Pools::Sqlite(pool) => {
+                let _turn = self.sqlite_writes.lock();
                 let mut conn = pool.get()?;
                 conn.immediate_transaction(|conn| {
                     conn.batch_execute(SQLITE_REBUILD_BOUNDS)?;

@@ -61,6 +61,15 @@ pub struct Store {
     pub(crate) pools: std::sync::Arc<Pools>,
     /// Sessions written through this store (and its clones).
     pub(crate) known: std::sync::Arc<crate::known::KnownSessions>,
+    /// Taken by every SQLite write transaction of this store, before its
+    /// connection. SQLite lets one writer in at a time, and its own wait for
+    /// the write lock (`busy_timeout`) polls with sleeps of up to 100 ms, in
+    /// no order: behind a rollup pass, a commit waited up to 240 ms, and a
+    /// pass starting again at once could keep it waiting longer. This lock
+    /// hands the turn over in arrival order, at once; `busy_timeout` is
+    /// left for other processes (a `beacon rollup --rebuild` beside a
+    /// server).
+    pub(crate) sqlite_writes: std::sync::Arc<parking_lot::FairMutex<()>>,
 }
 
 #[derive(Debug)]
@@ -120,6 +129,7 @@ impl Store {
             known: std::sync::Arc::new(crate::known::KnownSessions::new(
                 crate::known::DEFAULT_CAPACITY,
             )),
+            sqlite_writes: std::sync::Arc::default(),
         })
     }
 
@@ -143,6 +153,7 @@ impl Store {
                     .collect()
             }
             Pools::Sqlite(pool) => {
+                let _turn = self.sqlite_writes.lock();
                 let mut conn = pool.get()?;
                 conn.run_pending_migrations(SQLITE_MIGRATIONS)
                     .map_err(|e| StoreError::Migration(e.to_string()))?
@@ -173,4 +184,60 @@ fn with_connect_timeout(url: &str, timeout: Duration) -> String {
     let secs = timeout.as_secs().max(1);
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}connect_timeout={secs}")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use crate::testing::TestDatabase;
+    use crate::Store;
+
+    /// Runs `write` on another thread while this store's SQLite write turn
+    /// is held: it must wait for the turn, then finish.
+    fn waits_for_the_turn(store: &Store, write: impl FnOnce(&Store) + Send + 'static) {
+        let turn = store.sqlite_writes.lock();
+        let (done, finished) = mpsc::channel();
+        let other = store.clone();
+        let thread = std::thread::spawn(move || {
+            write(&other);
+            done.send(()).unwrap();
+        });
+        assert!(
+            finished.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a SQLite write went ahead without its turn"
+        );
+        drop(turn);
+        finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the write finishes once it has the turn");
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn every_sqlite_write_takes_the_turn() {
+        let db = TestDatabase::sqlite();
+        let store = db.store();
+        let body = br#"{"type":"visit","sessionId":"s","url":"https://site/"}"#;
+        let ctx = beacon_model::RequestContext {
+            received_at: chrono::Utc::now(),
+            user_agent: None,
+        };
+        let events = beacon_model::parse_track_body(body, &ctx, &beacon_model::Limits::default())
+            .unwrap()
+            .events;
+        waits_for_the_turn(&store, move |s| {
+            s.insert_batch(&events).unwrap();
+        });
+        waits_for_the_turn(&store, |s| {
+            assert_eq!(s.roll_up(10).unwrap().applied, 1);
+        });
+        waits_for_the_turn(&store, |s| s.rebuild_rollups().unwrap());
+        waits_for_the_turn(&store, |s| {
+            s.run_migrations().unwrap();
+        });
+    }
 }
