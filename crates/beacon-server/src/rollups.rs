@@ -21,10 +21,10 @@ use beacon_store::{Backend, Store, StoreError};
 /// instant it takes the ingest lock): big enough to merge many batches,
 /// small enough to keep each transaction short.
 ///
-/// On SQLite a pass holds the one write lock, and every commit waits for
-/// it: 1,000 events take a pass about 4-5 ms there. With 20,000 the p99.9
-/// of `/track` was 136-144 ms at 55-59k events/s; with 1,000 it was 15-22
-/// ms, for 4-6% fewer events/s and a p99 of 12 ms instead of 7-8
+/// On SQLite a pass writes under the one write lock, and every commit
+/// waits for it. With passes of 20,000 events the p99.9 of `/track` was
+/// 136-144 ms; with 1,000 (and the pass reading before it takes the lock)
+/// it is 14-15 ms, with a p99 of 11-12 ms instead of 7-8
 /// (docs/benchmarks.md, item 12).
 fn pass_events(backend: Backend) -> usize {
     match backend {

@@ -32,9 +32,12 @@
 //! `rollup_seen (session_id, dim, item, quarter)` remembers in which quarters
 //! each session was seen, so that an event arriving out of order (earlier
 //! than events already stored for its session) moves the `prev` of the
-//! later units correctly. A pass locks the watermark row first, so passes run
-//! one at a time (several instances may try at once), and the insert path
-//! never touches these tables.
+//! later units correctly. On PostgreSQL a pass locks the watermark row
+//! first, so passes run one at a time (several instances may try at once).
+//! On SQLite, where a write holds the database's one write lock and every
+//! commit waits for it, a pass reads and computes on a snapshot first and
+//! takes the lock only to write, if the watermark has not moved meanwhile
+//! ([`Store::roll_up`]). The insert path never touches these tables.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -485,36 +488,111 @@ fn pg_apply(conn: &mut PgConnection, facts: &[Fact<'_>]) -> Result<(), diesel::r
     Ok(())
 }
 
-/// [`pg_apply`] on SQLite: rows travel as one JSON array per statement
+/// The changes a SQLite pass will write, computed from a read snapshot
+/// (see [`Store::roll_up`]).
+struct SqlitePass {
+    /// The watermark the pass read; the write checks it has not moved.
+    from: i64,
+    /// The watermark after the pass.
+    to: i64,
+    applied: usize,
+    caught_up: bool,
+    /// `(session id, first, last)` of the events folded in, by id.
+    bounds: Vec<(i64, i64, i64)>,
+    plan: Plan,
+}
+
+/// Each span as [`SQLITE_MOVE_BOUNDS`] will leave it: widened to the bounds
+/// of the events folded in (both sorted by session id).
+fn widen(spans: &mut [SessionSpan], bounds: &[(i64, i64, i64)]) {
+    for span in spans {
+        if let Ok(i) = bounds.binary_search_by_key(&span.id, |b| b.0) {
+            let (_, first, last) = bounds[i];
+            span.first_seen = span.first_seen.min(first);
+            span.last_seen = span.last_seen.max(last);
+        }
+    }
+}
+
+/// The first half of a pass on SQLite, in a read transaction (a snapshot;
+/// no write lock, so commits go on meanwhile): the events past the
+/// watermark, what the rollups already hold for their sessions, and the
+/// changes to make. Every id in a snapshot is settled: SQLite has one
+/// writer at a time, and its transaction's ids appear all at once. `None`
+/// when nothing is pending.
+fn sqlite_read_pass(conn: &mut SqliteConnection, limit: usize) -> QueryResult<Option<SqlitePass>> {
+    conn.transaction(|conn| {
+        let settled = sql_query(SETTLED_MAX_SQL).get_result::<Id>(conn)?.id;
+        let from = sql_query(WATERMARK_SQL).get_result::<Id>(conn)?.id;
+        if from >= settled {
+            return Ok(None);
+        }
+        let events: Vec<PendingEvent> = sql_query(format!(
+            "SELECT {PENDING_COLUMNS} FROM events {PENDING_SQL_SQLITE}"
+        ))
+        .bind::<BigInt, _>(from)
+        .bind::<BigInt, _>(settled)
+        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .load(conn)?;
+        let facts = facts(&events);
+        let bounds = session_bounds(&facts);
+        let sessions = serde_json::Value::from(column(&bounds, |b| b.0)).to_string();
+        let seen: Vec<SeenRow> = sql_query(
+            "SELECT session_id, dim, item, quarter FROM rollup_seen \
+             WHERE session_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind::<Text, _>(&sessions)
+        .load(conn)?;
+        let mut spans: Vec<SessionSpan> = sql_query(
+            "SELECT s.id, s.first_seen, s.last_seen, r.quarter, r.duration_us FROM sessions s \
+             LEFT JOIN rollup_session r ON r.session_id = s.id \
+             WHERE s.id IN (SELECT value FROM json_each(?)) ORDER BY s.id",
+        )
+        .bind::<Text, _>(&sessions)
+        .load(conn)?;
+        widen(&mut spans, &bounds);
+        let plan = plan(&facts, seen, spans);
+        let to = next_watermark(&events, limit, settled);
+        Ok(Some(SqlitePass {
+            from,
+            to,
+            applied: events.len(),
+            caught_up: to == settled,
+            bounds,
+            plan,
+        }))
+    })
+}
+
+/// The second half, under the write lock: writes the pass unless another
+/// pass (of this process or another) moved the watermark since the read,
+/// in which case it writes nothing and returns false. A session whose
+/// bounds a writer widened in between (for events past this pass) is
+/// left right by [`SQLITE_MOVE_BOUNDS`]; its rollup contribution is
+/// corrected by the pass that folds those events, as on PostgreSQL.
+fn sqlite_write_pass(conn: &mut SqliteConnection, pass: &SqlitePass) -> QueryResult<bool> {
+    conn.immediate_transaction(|conn| {
+        let now = sql_query(WATERMARK_SQL).get_result::<Id>(conn)?.id;
+        if now != pass.from {
+            return Ok(false);
+        }
+        if !pass.bounds.is_empty() {
+            sql_query(SQLITE_MOVE_BOUNDS)
+                .bind::<Text, _>(serde_json::json!(pass.bounds).to_string())
+                .execute(conn)?;
+        }
+        sqlite_write_plan(conn, &pass.plan)?;
+        sql_query(SET_WATERMARK_SQLITE)
+            .bind::<BigInt, _>(pass.to)
+            .execute(conn)?;
+        Ok(true)
+    })
+}
+
+/// Writes a plan on SQLite: rows travel as one JSON array per statement
 /// (expanded by `json_each`), so no statement nears the bound-variable
 /// limit whatever the number of rows.
-fn sqlite_apply(
-    conn: &mut SqliteConnection,
-    facts: &[Fact<'_>],
-) -> Result<(), diesel::result::Error> {
-    if facts.is_empty() {
-        return Ok(());
-    }
-    let bounds = session_bounds(facts);
-    sql_query(SQLITE_MOVE_BOUNDS)
-        .bind::<Text, _>(serde_json::json!(bounds).to_string())
-        .execute(conn)?;
-    let sessions = serde_json::Value::from(column(&bounds, |b| b.0)).to_string();
-    let seen: Vec<SeenRow> = sql_query(
-        "SELECT session_id, dim, item, quarter FROM rollup_seen \
-         WHERE session_id IN (SELECT value FROM json_each(?))",
-    )
-    .bind::<Text, _>(&sessions)
-    .load(conn)?;
-    let spans: Vec<SessionSpan> = sql_query(
-        "SELECT s.id, s.first_seen, s.last_seen, r.quarter, r.duration_us FROM sessions s \
-         LEFT JOIN rollup_session r ON r.session_id = s.id \
-         WHERE s.id IN (SELECT value FROM json_each(?)) ORDER BY s.id",
-    )
-    .bind::<Text, _>(&sessions)
-    .load(conn)?;
-    let plan = plan(facts, seen, spans);
-
+fn sqlite_write_plan(conn: &mut SqliteConnection, plan: &Plan) -> QueryResult<()> {
     let json = |rows: Vec<serde_json::Value>| serde_json::Value::Array(rows).to_string();
     if !plan.seen.is_empty() {
         let rows = plan
@@ -638,37 +716,6 @@ fn next_watermark(events: &[PendingEvent], limit: usize, settled: i64) -> i64 {
     }
 }
 
-/// The body of a pass, the same on both backends (a macro: the diesel
-/// bounds of a generic function would be longer than the body): inside the
-/// pass's transaction, read the events after `from` up to `settled`, fold
-/// them in with `apply`, move the watermark.
-macro_rules! fold_pending {
-    ($conn:expr, $from:expr, $settled:expr, $limit:expr, $pending:expr, $apply:path, $set_watermark:expr) => {{
-        let (conn, from, settled, limit) = ($conn, $from, $settled, $limit);
-        if from >= settled {
-            return Ok(RollupProgress {
-                applied: 0,
-                caught_up: true,
-            });
-        }
-        let events: Vec<PendingEvent> =
-            sql_query(format!("SELECT {PENDING_COLUMNS} FROM events {}", $pending))
-                .bind::<BigInt, _>(from)
-                .bind::<BigInt, _>(settled)
-                .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
-                .load(conn)?;
-        $apply(conn, &facts(&events))?;
-        let to = next_watermark(&events, limit, settled);
-        sql_query($set_watermark)
-            .bind::<BigInt, _>(to)
-            .execute(conn)?;
-        Ok(RollupProgress {
-            applied: events.len(),
-            caught_up: to == settled,
-        })
-    }};
-}
-
 fn pg_roll_up(conn: &mut PgConnection, limit: usize) -> QueryResult<RollupProgress> {
     // No insert is running while this short transaction holds the lock, so
     // every id up to the maximum belongs to a finished transaction. Inserts
@@ -686,33 +733,28 @@ fn pg_roll_up(conn: &mut PgConnection, limit: usize) -> QueryResult<RollupProgre
         let from = sql_query(format!("{WATERMARK_SQL} FOR UPDATE"))
             .get_result::<Id>(conn)?
             .id;
-        fold_pending!(
-            conn,
-            from,
-            settled,
-            limit,
-            PENDING_SQL_PG,
-            pg_apply,
-            SET_WATERMARK_PG
-        )
-    })
-}
-
-fn sqlite_roll_up(conn: &mut SqliteConnection, limit: usize) -> QueryResult<RollupProgress> {
-    // The write lock, taken first, keeps every insert out of the pass:
-    // the largest id is settled.
-    conn.immediate_transaction(|conn| {
-        let settled = sql_query(SETTLED_MAX_SQL).get_result::<Id>(conn)?.id;
-        let from = sql_query(WATERMARK_SQL).get_result::<Id>(conn)?.id;
-        fold_pending!(
-            conn,
-            from,
-            settled,
-            limit,
-            PENDING_SQL_SQLITE,
-            sqlite_apply,
-            SET_WATERMARK_SQLITE
-        )
+        if from >= settled {
+            return Ok(RollupProgress {
+                applied: 0,
+                caught_up: true,
+            });
+        }
+        let events: Vec<PendingEvent> = sql_query(format!(
+            "SELECT {PENDING_COLUMNS} FROM events {PENDING_SQL_PG}"
+        ))
+        .bind::<BigInt, _>(from)
+        .bind::<BigInt, _>(settled)
+        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .load(conn)?;
+        pg_apply(conn, &facts(&events))?;
+        let to = next_watermark(&events, limit, settled);
+        sql_query(SET_WATERMARK_PG)
+            .bind::<BigInt, _>(to)
+            .execute(conn)?;
+        Ok(RollupProgress {
+            applied: events.len(),
+            caught_up: to == settled,
+        })
     })
 }
 
@@ -727,8 +769,34 @@ impl Store {
         Ok(match &*self.pools {
             Pools::Pg(pool) => pg_roll_up(&mut *pool.get()?, limit)?,
             Pools::Sqlite(pool) => {
-                let _turn = self.sqlite_writes.lock();
-                sqlite_roll_up(&mut *pool.get()?, limit)?
+                // Read and compute without the write lock, which every
+                // commit waits for; write under it. The connection goes back
+                // to the pool in between: a write takes its turn before its
+                // connection, so holding one while waiting for the turn could
+                // starve a one-connection pool (`sqlite::memory:`).
+                let read = sqlite_read_pass(&mut *pool.get()?, limit)?;
+                match read {
+                    None => RollupProgress {
+                        applied: 0,
+                        caught_up: true,
+                    },
+                    Some(pass) => {
+                        let _turn = self.sqlite_writes.lock();
+                        if sqlite_write_pass(&mut *pool.get()?, &pass)? {
+                            RollupProgress {
+                                applied: pass.applied,
+                                caught_up: pass.caught_up,
+                            }
+                        } else {
+                            // Another pass folded these events meanwhile:
+                            // nothing done; the next pass reads again.
+                            RollupProgress {
+                                applied: 0,
+                                caught_up: false,
+                            }
+                        }
+                    }
+                }
             }
         })
     }
@@ -824,7 +892,101 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
+    use crate::testing::TestDatabase;
+
+    fn events(session: &str, seconds: &[u32]) -> Vec<beacon_model::NewEvent> {
+        let batch: Vec<String> = seconds
+            .iter()
+            .map(|s| {
+                format!(
+                    r#"{{"type":"visit","sessionId":"{session}","url":"https://site/{s}","timestamp":"2026-11-30T10:00:{s:02}Z"}}"#
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"batch":[{}]}}"#, batch.join(","));
+        let ctx = beacon_model::RequestContext {
+            received_at: chrono::DateTime::parse_from_rfc3339("2026-11-30T10:01:00Z")
+                .unwrap()
+                .to_utc(),
+            user_agent: None,
+        };
+        let parsed =
+            beacon_model::parse_track_body(body.as_bytes(), &ctx, &beacon_model::Limits::default())
+                .unwrap();
+        assert!(parsed.rejected.is_empty());
+        parsed.events
+    }
+
+    fn sqlite_conn(
+        store: &Store,
+    ) -> diesel::r2d2::PooledConnection<diesel::r2d2::ConnectionManager<SqliteConnection>> {
+        match &*store.pools {
+            Pools::Sqlite(pool) => pool.get().unwrap(),
+            Pools::Pg(_) => unreachable!("a SQLite store"),
+        }
+    }
+
+    /// The rollups equal what a rebuild computes from the events.
+    fn assert_exact(store: &Store) {
+        let passes = store.rollup_fingerprint().unwrap();
+        store.rebuild_rollups().unwrap();
+        assert_eq!(passes, store.rollup_fingerprint().unwrap());
+    }
+
+    /// On SQLite a pass reads without the write lock and writes under it.
+    /// A pass that another pass (here: another process's store) overtook
+    /// between the two must write nothing, or it would count its events
+    /// twice.
+    #[test]
+    fn a_sqlite_pass_overtaken_between_read_and_write_writes_nothing() {
+        let db = TestDatabase::sqlite();
+        let (a, b) = (db.store(), db.store());
+        a.insert_batch(&events("s", &[1, 2])).unwrap();
+        let mut conn = sqlite_conn(&a);
+        let pass = sqlite_read_pass(&mut conn, 100)
+            .unwrap()
+            .expect("events pending");
+        assert_eq!(pass.applied, 2);
+        assert_eq!(b.roll_up_all().unwrap(), 2);
+        assert!(
+            !sqlite_write_pass(&mut conn, &pass).unwrap(),
+            "the overtaken pass reports that it wrote nothing"
+        );
+        drop(conn);
+        assert_eq!(a.roll_up(100).unwrap().applied, 0);
+        assert_exact(&a);
+    }
+
+    /// A writer may widen a session's bounds between a pass's read and its
+    /// write (for events past the pass). The pass that folds those events
+    /// leaves the session's rollups exact.
+    #[test]
+    fn a_session_widened_between_read_and_write_ends_exact() {
+        let db = TestDatabase::sqlite();
+        let (a, b) = (db.store(), db.store());
+        a.insert_batch(&events("s", &[10])).unwrap();
+        a.roll_up_all().unwrap();
+        // Known to `a`: no upsert; the pass moves the bounds.
+        a.insert_batch(&events("s", &[20])).unwrap();
+        let mut conn = sqlite_conn(&a);
+        let pass = sqlite_read_pass(&mut conn, 100)
+            .unwrap()
+            .expect("events pending");
+        // Unknown to `b`: its upsert widens the bounds at once.
+        b.insert_batch(&events("s", &[30])).unwrap();
+        assert!(sqlite_write_pass(&mut conn, &pass).unwrap());
+        drop(conn);
+        let session = a.session("s").unwrap().unwrap();
+        assert_eq!(
+            (session.last_seen() - session.first_seen()).num_seconds(),
+            20
+        );
+        assert_eq!(a.roll_up_all().unwrap(), 1);
+        assert_exact(&a);
+    }
 
     fn set(q: &[i64]) -> BTreeSet<i64> {
         q.iter().copied().collect()

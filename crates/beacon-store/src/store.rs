@@ -217,18 +217,49 @@ mod tests {
         thread.join().unwrap();
     }
 
+    /// A write takes its turn before its connection; nothing may wait for
+    /// the turn while holding a connection, or a one-connection pool
+    /// (`sqlite::memory:`) would starve: here a pass waits for the turn,
+    /// and the only connection must still be free.
     #[test]
-    fn every_sqlite_write_takes_the_turn() {
+    fn a_pass_waiting_for_its_turn_holds_no_connection() {
         let db = TestDatabase::sqlite();
-        let store = db.store();
+        db.store();
+        let options = crate::PoolOptions {
+            max_size: 1,
+            connection_timeout: Duration::from_secs(2),
+        };
+        let store = Store::connect(&db.url, &options).unwrap();
+        store.insert_batch(&visit()).unwrap();
+        let turn = store.sqlite_writes.lock();
+        let other = store.clone();
+        let pass = std::thread::spawn(move || other.roll_up(10).unwrap().applied);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            store.count_events().unwrap(),
+            1,
+            "the connection is free while the pass waits"
+        );
+        drop(turn);
+        assert_eq!(pass.join().unwrap(), 1);
+    }
+
+    fn visit() -> Vec<beacon_model::NewEvent> {
         let body = br#"{"type":"visit","sessionId":"s","url":"https://site/"}"#;
         let ctx = beacon_model::RequestContext {
             received_at: chrono::Utc::now(),
             user_agent: None,
         };
-        let events = beacon_model::parse_track_body(body, &ctx, &beacon_model::Limits::default())
+        beacon_model::parse_track_body(body, &ctx, &beacon_model::Limits::default())
             .unwrap()
-            .events;
+            .events
+    }
+
+    #[test]
+    fn every_sqlite_write_takes_the_turn() {
+        let db = TestDatabase::sqlite();
+        let store = db.store();
+        let events = visit();
         waits_for_the_turn(&store, move |s| {
             s.insert_batch(&events).unwrap();
         });
