@@ -121,6 +121,13 @@ new_pg_db() {
     PG_URL="$BENCH_PG/$db${BENCH_PG_PARAMS:+?$BENCH_PG_PARAMS}"
 }
 
+# Drops the database a scenario is done with (unless --keep): left in place,
+# its autovacuum (a million rows after 1c) would run during the next
+# scenarios and be counted in their PostgreSQL CPU and their tail.
+drop_pg_db() {
+    ((KEEP)) || psql "$BENCH_PG/postgres" -qAtc "DROP DATABASE IF EXISTS \"${DATABASES[-1]}\" WITH (FORCE)" >/dev/null
+}
+
 # utime + stime of a process, in clock ticks.
 ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
@@ -348,6 +355,7 @@ copy_verify=$([[ $stored == "$COPY_ROWS" ]] && echo "ok $stored=$COPY_ROWS" || e
 COPY_EPS=$(awk -v n="$COPY_ROWS" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
 row "1c-pg-copy-psql" "$COPY_EPS" - - - - - "$COPY_PG_S" - "$COPY_ROWS rows" "$copy_verify"
 log "1c-pg-copy-psql: $COPY_ROWS events (+$sessions sessions) in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
+drop_pg_db
 
 # 2. /track on PostgreSQL, group commit (defaults).
 new_pg_db group
@@ -357,6 +365,7 @@ measure "2-pg-group-commit" "$pg2"
 GROUP_REQ_S=$(field "$LAST" req_per_s)
 GROUP_EPS=$(field "$LAST" events_per_s)
 stop_server
+drop_pg_db
 
 # 2b. The same with an `id` on every event (an API client's retry-safe
 # ids): each event is checked for a duplicate (INSERT ... ON CONFLICT)
@@ -368,6 +377,7 @@ VERIFY_KEY=public_id
 measure "2b-pg-group-client-ids" "$pg2b" --client-ids
 VERIFY_KEY=data
 stop_server
+drop_pg_db
 
 # 3. /track on PostgreSQL, one commit per request.
 new_pg_db single
@@ -376,6 +386,7 @@ start_server "$pg3" --batch-max 1
 measure "3-pg-batch-max-1" "$pg3"
 SINGLE_EPS=$(field "$LAST" events_per_s)
 stop_server
+drop_pg_db
 
 # 3b. One commit per request with eight writers: per-request commits at the
 # concurrency that gave them the most events/s here (1, 2, 4, 8 and 16
@@ -389,6 +400,7 @@ BEACON_WRITERS=8 BEACON_POOL_SIZE=16 start_server "$pg3b" --batch-max 1
 measure "3b-pg-batch-max-1-8-writers" "$pg3b"
 SINGLE8_EPS=$(field "$LAST" events_per_s)
 stop_server
+drop_pg_db
 
 # 4. /track on SQLite, group commit.
 start_server "sqlite://$TMP/sqlite-group.db"
@@ -403,6 +415,7 @@ pg5=$PG_URL
 start_server "$pg5"
 measure "5-pg-fixed-rate" "$pg5" --rate "$RATE"
 stop_server
+drop_pg_db
 
 # ------------------------------------------------------------------ table --
 echo
