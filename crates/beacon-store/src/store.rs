@@ -224,7 +224,7 @@ mod tests {
     #[test]
     fn a_pass_waiting_for_its_turn_holds_no_connection() {
         let db = TestDatabase::sqlite();
-        db.store();
+        db.store(); // migrated through a store of its own
         let options = crate::PoolOptions {
             max_size: 1,
             connection_timeout: Duration::from_secs(2),
