@@ -96,8 +96,6 @@ struct Fact<'a> {
 #[derive(QueryableByName, Debug)]
 struct PendingEvent {
     #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = BigInt)]
     session_id: i64,
     #[diesel(sql_type = Text)]
     kind: String,
@@ -112,7 +110,7 @@ struct PendingEvent {
 }
 
 /// The columns [`PendingEvent`] reads.
-const PENDING_COLUMNS: &str = "id, session_id, kind, url, referrer, label, occurred_at";
+const PENDING_COLUMNS: &str = "session_id, kind, url, referrer, label, occurred_at";
 
 fn facts(events: &[PendingEvent]) -> Vec<Fact<'_>> {
     events
@@ -527,12 +525,12 @@ fn sqlite_read_pass(conn: &mut SqliteConnection, limit: usize) -> QueryResult<Op
         if from >= settled {
             return Ok(None);
         }
+        let to = pass_end(from, settled, limit);
         let events: Vec<PendingEvent> = sql_query(format!(
             "SELECT {PENDING_COLUMNS} FROM events {PENDING_SQL_SQLITE}"
         ))
         .bind::<BigInt, _>(from)
-        .bind::<BigInt, _>(settled)
-        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind::<BigInt, _>(to)
         .load(conn)?;
         let facts = facts(&events);
         let bounds = session_bounds(&facts);
@@ -552,7 +550,6 @@ fn sqlite_read_pass(conn: &mut SqliteConnection, limit: usize) -> QueryResult<Op
         .load(conn)?;
         widen(&mut spans, &bounds);
         let plan = plan(&facts, seen, spans);
-        let to = next_watermark(&events, limit, settled);
         Ok(Some(SqlitePass {
             from,
             to,
@@ -702,18 +699,20 @@ struct Id {
 
 const SETTLED_MAX_SQL: &str = "SELECT COALESCE(MAX(id), 0) AS id FROM events";
 const WATERMARK_SQL: &str = "SELECT last_event_id AS id FROM rollup_watermark WHERE id = 1";
-const PENDING_SQL_PG: &str = "WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3";
-const PENDING_SQL_SQLITE: &str = "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?";
+const PENDING_SQL_PG: &str = "WHERE id > $1 AND id <= $2";
+const PENDING_SQL_SQLITE: &str = "WHERE id > ? AND id <= ?";
 const SET_WATERMARK_PG: &str = "UPDATE rollup_watermark SET last_event_id = $1 WHERE id = 1";
 const SET_WATERMARK_SQLITE: &str = "UPDATE rollup_watermark SET last_event_id = ? WHERE id = 1";
 
-/// Where a pass stops: the last id read, or `settled` when the pass read
-/// everything up to it (ids between are gaps of rolled-back inserts).
-fn next_watermark(events: &[PendingEvent], limit: usize, settled: i64) -> i64 {
-    match events.last() {
-        Some(last) if events.len() >= limit => last.id,
-        _ => settled,
-    }
+/// Where a pass stops: at most `limit` ids past `from`, and never past
+/// `settled`. Bounding the id range rather than the rows read (`LIMIT`
+/// after `ORDER BY id`) lets PostgreSQL read just those rows, with no sort:
+/// with `LIMIT`, a fresh table's stale statistics made it read every
+/// pending row and sort them on disk to keep the first `limit`
+/// (docs/benchmarks.md, item 13). Ids are dense but for gaps (rolled-back
+/// inserts, duplicates skipped), so a pass folds at most `limit` events.
+fn pass_end(from: i64, settled: i64, limit: usize) -> i64 {
+    settled.min(from.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX)))
 }
 
 fn pg_roll_up(conn: &mut PgConnection, limit: usize) -> QueryResult<RollupProgress> {
@@ -739,15 +738,14 @@ fn pg_roll_up(conn: &mut PgConnection, limit: usize) -> QueryResult<RollupProgre
                 caught_up: true,
             });
         }
+        let to = pass_end(from, settled, limit);
         let events: Vec<PendingEvent> = sql_query(format!(
             "SELECT {PENDING_COLUMNS} FROM events {PENDING_SQL_PG}"
         ))
         .bind::<BigInt, _>(from)
-        .bind::<BigInt, _>(settled)
-        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind::<BigInt, _>(to)
         .load(conn)?;
         pg_apply(conn, &facts(&events))?;
-        let to = next_watermark(&events, limit, settled);
         sql_query(SET_WATERMARK_PG)
             .bind::<BigInt, _>(to)
             .execute(conn)?;
