@@ -322,10 +322,14 @@ fn session_bounds(facts: &[Fact<'_>]) -> Vec<(i64, i64, i64)> {
 /// session and pass. Rows are locked in token order, the order of the
 /// writers' upserts, so the two cannot deadlock: byte order (`COLLATE "C"`),
 /// as Rust sorts the writers' tokens, whatever the database's collation.
+/// `s.id = ANY($1)` repeats the join for the planner: without it, it hashed
+/// the whole `sessions` table to find the pass's sessions (35 ms against 15
+/// ms for 1,700 of 33,000 sessions; docs/benchmarks.md, item 14).
 const PG_MOVE_BOUNDS: &str = "WITH b AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], \
      $3::bigint[]) AS b (id, first_seen, last_seen)), \
      moving AS (SELECT s.id FROM sessions s JOIN b ON b.id = s.id \
-     WHERE s.first_seen > b.first_seen OR s.last_seen < b.last_seen \
+     WHERE s.id = ANY($1::bigint[]) \
+     AND (s.first_seen > b.first_seen OR s.last_seen < b.last_seen) \
      ORDER BY s.token COLLATE \"C\" FOR UPDATE OF s) \
      UPDATE sessions s SET first_seen = LEAST(s.first_seen, b.first_seen), \
      last_seen = GREATEST(s.last_seen, b.last_seen) \
