@@ -23,9 +23,9 @@ use beacon_store::{Backend, Store, StoreError};
 ///
 /// On SQLite a pass writes under the one write lock, and every commit
 /// waits for it. With passes of 20,000 events the p99.9 of `/track` was
-/// 136-144 ms; with 1,000 (and the pass reading before it takes the lock)
-/// it is 14-15 ms, with a p99 of 11-12 ms instead of 7-8
-/// (docs/benchmarks.md, item 12).
+/// 138-145 ms in full benchmark runs; with 1,000 (and the pass reading
+/// before it takes the lock) it is 13-17 ms, with a p99 of 11-13 ms
+/// instead of 7-10 (docs/benchmarks.md, item 12).
 fn pass_events(backend: Backend) -> usize {
     match backend {
         Backend::Postgres => 20_000,
