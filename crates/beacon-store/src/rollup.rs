@@ -773,30 +773,25 @@ impl Store {
             Pools::Sqlite(pool) => {
                 // Read and compute without the write lock, which every
                 // commit waits for; write under it. The connection goes back
-                // to the pool in between: a write takes its turn before its
-                // connection, so holding one while waiting for the turn could
-                // starve a one-connection pool (`sqlite::memory:`).
-                let read = sqlite_read_pass(&mut *pool.get()?, limit)?;
-                match read {
-                    None => RollupProgress {
+                // to the pool in between (see `Store::sqlite_write_conn`).
+                let Some(pass) = sqlite_read_pass(&mut *pool.get()?, limit)? else {
+                    return Ok(RollupProgress {
                         applied: 0,
                         caught_up: true,
-                    },
-                    Some(pass) => {
-                        let _turn = self.sqlite_writes.lock();
-                        if sqlite_write_pass(&mut *pool.get()?, &pass)? {
-                            RollupProgress {
-                                applied: pass.applied,
-                                caught_up: pass.caught_up,
-                            }
-                        } else {
-                            // Another pass folded these events meanwhile:
-                            // nothing done; the next pass reads again.
-                            RollupProgress {
-                                applied: 0,
-                                caught_up: false,
-                            }
-                        }
+                    });
+                };
+                let (_turn, mut conn) = self.sqlite_write_conn(pool)?;
+                if sqlite_write_pass(&mut conn, &pass)? {
+                    RollupProgress {
+                        applied: pass.applied,
+                        caught_up: pass.caught_up,
+                    }
+                } else {
+                    // Another pass folded these events meanwhile: nothing
+                    // done; the next pass reads again.
+                    RollupProgress {
+                        applied: 0,
+                        caught_up: false,
                     }
                 }
             }
@@ -850,8 +845,7 @@ impl Store {
                 conn.batch_execute("ANALYZE rollup_seen, rollup_session, rollup_stats")?;
             }
             Pools::Sqlite(pool) => {
-                let _turn = self.sqlite_writes.lock();
-                let mut conn = pool.get()?;
+                let (_turn, mut conn) = self.sqlite_write_conn(pool)?;
                 conn.immediate_transaction(|conn| {
                     conn.batch_execute(SQLITE_REBUILD_BOUNDS)?;
                     conn.batch_execute(REBUILD_SQL)?;

@@ -2,9 +2,10 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use parking_lot::FairMutexGuard;
 
 use crate::{DatabaseUrl, StoreError};
 
@@ -51,7 +52,7 @@ impl Default for PoolOptions {
 
 pub(crate) enum Pools {
     Pg(Pool<ConnectionManager<PgConnection>>),
-    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+    Sqlite(SqlitePool),
 }
 
 /// A pooled connection to the configured database. Cheap to clone; every
@@ -62,7 +63,7 @@ pub struct Store {
     /// Sessions written through this store (and its clones).
     pub(crate) known: std::sync::Arc<crate::known::KnownSessions>,
     /// Taken by every SQLite write transaction of this store, before its
-    /// connection. SQLite lets one writer in at a time, and its own wait for
+    /// connection ([`Store::sqlite_write_conn`]). SQLite lets one writer in at a time, and its own wait for
     /// the write lock (`busy_timeout`) polls with sleeps of up to 100 ms, in
     /// no order: behind a rollup pass, a commit waited up to 240 ms, and a
     /// pass starting again at once could keep it waiting longer. This lock
@@ -153,8 +154,7 @@ impl Store {
                     .collect()
             }
             Pools::Sqlite(pool) => {
-                let _turn = self.sqlite_writes.lock();
-                let mut conn = pool.get()?;
+                let (_turn, mut conn) = self.sqlite_write_conn(pool)?;
                 conn.run_pending_migrations(SQLITE_MIGRATIONS)
                     .map_err(|e| StoreError::Migration(e.to_string()))?
                     .iter()
@@ -172,6 +172,29 @@ impl Store {
             Pools::Sqlite(pool) => pool.get()?.batch_execute("SELECT 1")?,
         }
         Ok(())
+    }
+}
+
+type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
+
+impl Store {
+    /// A connection for a SQLite write, with this store's write turn held
+    /// (see [`Store::sqlite_writes`]): the turn first, then the connection,
+    /// so that nothing waits for the turn while it holds a pooled
+    /// connection, which would starve a one-connection pool
+    /// (`sqlite::memory:`). Keep the guard until the write has committed.
+    pub(crate) fn sqlite_write_conn<'s>(
+        &'s self,
+        pool: &SqlitePool,
+    ) -> Result<
+        (
+            FairMutexGuard<'s, ()>,
+            PooledConnection<ConnectionManager<SqliteConnection>>,
+        ),
+        StoreError,
+    > {
+        let turn = self.sqlite_writes.lock();
+        Ok((turn, pool.get()?))
     }
 }
 

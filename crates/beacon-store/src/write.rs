@@ -422,8 +422,7 @@ impl Store {
                 conn.transaction(|conn| pg_insert(conn, &upserts, ids, events))?
             }
             Pools::Sqlite(pool) => {
-                let _turn = self.sqlite_writes.lock();
-                let mut conn = pool.get()?;
+                let (_turn, mut conn) = self.sqlite_write_conn(pool)?;
                 conn.immediate_transaction(|conn| sqlite_insert(conn, &upserts, ids, events))?
             }
         };
