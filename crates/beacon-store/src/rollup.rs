@@ -902,18 +902,12 @@ mod tests {
                 )
             })
             .collect();
-        let body = format!(r#"{{"batch":[{}]}}"#, batch.join(","));
-        let ctx = beacon_model::RequestContext {
-            received_at: chrono::DateTime::parse_from_rfc3339("2026-11-30T10:01:00Z")
-                .unwrap()
-                .to_utc(),
-            user_agent: None,
-        };
-        let parsed =
-            beacon_model::parse_track_body(body.as_bytes(), &ctx, &beacon_model::Limits::default())
-                .unwrap();
-        assert!(parsed.rejected.is_empty());
-        parsed.events
+        let received = chrono::DateTime::parse_from_rfc3339("2026-11-30T10:01:00Z").unwrap();
+        crate::testing::parse_events(
+            &format!(r#"{{"batch":[{}]}}"#, batch.join(",")),
+            received.to_utc(),
+            None,
+        )
     }
 
     fn sqlite_conn(

@@ -268,14 +268,11 @@ mod tests {
     }
 
     fn visit() -> Vec<beacon_model::NewEvent> {
-        let body = br#"{"type":"visit","sessionId":"s","url":"https://site/"}"#;
-        let ctx = beacon_model::RequestContext {
-            received_at: chrono::Utc::now(),
-            user_agent: None,
-        };
-        beacon_model::parse_track_body(body, &ctx, &beacon_model::Limits::default())
-            .unwrap()
-            .events
+        crate::testing::parse_events(
+            r#"{"type":"visit","sessionId":"s","url":"https://site/"}"#,
+            chrono::Utc::now(),
+            None,
+        )
     }
 
     #[test]

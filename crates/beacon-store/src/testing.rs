@@ -80,6 +80,25 @@ impl TestDatabase {
     }
 }
 
+/// The events of a `/track` body as the server parses them, received at
+/// `received_at` with `user_agent` as the request's `User-Agent`. Panics
+/// if the body is refused or any event of it rejected.
+pub fn parse_events(
+    body: &str,
+    received_at: chrono::DateTime<chrono::Utc>,
+    user_agent: Option<&str>,
+) -> Vec<beacon_model::NewEvent> {
+    let ctx = beacon_model::RequestContext {
+        received_at,
+        user_agent,
+    };
+    let parsed =
+        beacon_model::parse_track_body(body.as_bytes(), &ctx, &beacon_model::Limits::default())
+            .unwrap();
+    assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
+    parsed.events
+}
+
 impl crate::Store {
     /// Forgets which sessions this store wrote, so that its next batches
     /// upsert every session they name (as another instance would).

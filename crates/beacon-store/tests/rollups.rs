@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use beacon_model::{parse_track_body, Limits, NewEvent, RequestContext};
+use beacon_model::NewEvent;
 use beacon_store::testing::TestDatabase;
 use beacon_store::{EventQuery, SessionQuery, Store, TopDimension};
 use chrono::{DateTime, TimeZone, Utc};
@@ -15,13 +15,7 @@ fn received() -> DateTime<Utc> {
 }
 
 fn events(body: &str) -> Vec<NewEvent> {
-    let ctx = RequestContext {
-        received_at: received(),
-        user_agent: None,
-    };
-    let parsed = parse_track_body(body.as_bytes(), &ctx, &Limits::default()).unwrap();
-    assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
-    parsed.events
+    beacon_store::testing::parse_events(body, received(), None)
 }
 
 beacon_store::store_suite!(
