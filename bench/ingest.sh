@@ -450,6 +450,17 @@ awk -v srv="$parse_cpu" -v lg="$(field "$parse_json" loadgen_cpu_s)" \
     http = 1e6 * (srv + lg) / ev; db = 1e6 * pg / rows
     printf "least CPU per stored event: %.1f us (HTTP + parse + loadgen, 1b) + %.1f us (PostgreSQL COPY, 1c) = %.1f us:\n", http, db, http + db
     printf "  at most %.0f events/s on %d cores, against %.0f events/s for 50%% of the COPY ceiling\n", cores * 1e6 / (http + db), cores, c / 2 }'
+# What scenario 2 spent against that bound, and how busy it kept the cores:
+# a run whose cores idle is bound by its commit cycle, one whose cores are
+# busy by its CPU per event.
+group_json=$(cat "$TMP/2-pg-group-commit.json")
+awk -v row="$(printf '%s\n' "${ROWS[@]}" | awk -F '\t' '$1 == "2-pg-group-commit"')" \
+    -v lg="$(field "$group_json" loadgen_cpu_s)" -v ev="$(field "$group_json" events_acked)" \
+    -v secs="$(field "$group_json" elapsed_s)" -v cores="$(nproc)" 'BEGIN {
+    split(row, f, "\t"); srv = f[7]; pg = f[8]
+    if (ev == 0 || secs == 0) exit
+    printf "scenario 2: %.1f us of CPU per acknowledged event (server %.1f + PostgreSQL %.1f + loadgen %.1f), the %d cores %.0f%% busy with them\n", \
+        1e6 * (srv + pg + lg) / ev, 1e6 * srv / ev, 1e6 * pg / ev, 1e6 * lg / ev, cores, 100 * (srv + pg + lg) / (secs * cores) }'
 echo "raw loadgen output: $TMP/*.json (removed at exit unless --keep)"
 
 failed=0
