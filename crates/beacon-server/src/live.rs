@@ -8,7 +8,7 @@
 //! hold back the others, and it costs ingestion nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use beacon_metrics::{LiveConfig, LiveEvent, LiveMetrics, Snapshot};
@@ -125,11 +125,15 @@ impl Live {
                 return;
             }
         };
+        // The id, the latest frame and the broadcast change together, under
+        // the write lock, and a stream opens under the read lock (`open`):
+        // it starts from the frame before this one and receives this one,
+        // or starts from this one and receives only later ones. Never a
+        // frame twice, and never an older one after a newer.
+        let mut latest = self.latest.write().unwrap_or_else(PoisonError::into_inner);
         let id = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
         let frame = Bytes::from(format!("id: {id}\ndata: {json}\n\n: heartbeat\n\n"));
-        if let Ok(mut latest) = self.latest.write() {
-            *latest = frame.clone();
-        }
+        *latest = frame.clone();
         // No receivers is not an error: nobody is watching.
         let _ = self.frames.send(Frame::Data(frame));
     }
@@ -137,16 +141,17 @@ impl Live {
     /// The opening of a new stream: reconnection delay, the `stream-open`
     /// message, and the latest snapshot so the dashboard fills at once.
     pub(crate) fn open(&self, now: DateTime<Utc>) -> (Bytes, broadcast::Receiver<Frame>) {
-        let receiver = self.frames.subscribe();
         let mut first = format!(
             "retry: {}\ndata: {{\"timestamp\":\"{}\",\"message\":\"stream-open\"}}\n\n",
             self.retry.as_millis(),
             now.to_rfc3339_opts(SecondsFormat::Secs, true)
         )
         .into_bytes();
-        if let Ok(latest) = self.latest.read() {
-            first.extend_from_slice(&latest);
-        }
+        // Subscribed under the same lock as `tick` publishes under: the
+        // receiver gets exactly the frames after the latest one.
+        let latest = self.latest.read().unwrap_or_else(PoisonError::into_inner);
+        let receiver = self.frames.subscribe();
+        first.extend_from_slice(&latest);
         (Bytes::from(first), receiver)
     }
 
@@ -277,4 +282,66 @@ pub fn warm_up(store: &beacon_store::Store, live: &Live) -> Result<(), beacon_st
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The id of the last tick in `frame` (an SSE `id:` line).
+    fn last_id(frame: &[u8]) -> Option<u64> {
+        std::str::from_utf8(frame)
+            .ok()?
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .next_back()?
+            .parse()
+            .ok()
+    }
+
+    /// A stream opened while the broadcaster ticks starts from the latest
+    /// frame and then receives only newer ones: never the latest frame a
+    /// second time (which a dashboard would see as a repeated id).
+    #[test]
+    fn a_stream_opened_during_a_tick_never_receives_its_first_frame_twice() {
+        let live = Arc::new(Live::new(LiveConfig::default(), Duration::from_secs(1)));
+        live.tick(Utc::now());
+        let ticker = {
+            let live = Arc::clone(&live);
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    live.tick(Utc::now());
+                }
+            })
+        };
+        let (mut opened, mut compared) = (0, 0);
+        while !ticker.is_finished() {
+            let (first, mut receiver) = live.open(Utc::now());
+            let Some(start) = last_id(&first) else {
+                panic!("no tick in the opening frame")
+            };
+            opened += 1;
+            // The first frame the stream would send after its opening one.
+            let next = loop {
+                match receiver.try_recv() {
+                    Ok(Frame::Data(frame)) => break Some(frame),
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                    _ => break None,
+                }
+            };
+            if let Some(frame) = next {
+                let id = last_id(&frame).unwrap_or_default();
+                assert!(
+                    id > start,
+                    "opened at tick {start}, then received tick {id}"
+                );
+                compared += 1;
+            }
+        }
+        assert!(ticker.join().is_ok());
+        assert!(
+            compared > 100,
+            "too few streams raced the ticks to test anything ({compared} of {opened})"
+        );
+    }
 }
