@@ -4,11 +4,11 @@
 #
 #   bench/quick.sh NAME [beacon serve flags...]
 #
-# Prints one line: events/s, p99, the CPU per acknowledged event of the
-# server and of every PostgreSQL process, the events an ingest transaction
-# carried on average (from /metrics), and acknowledged vs stored. Run
-# two binaries or two flag sets alternately, several times: one run of a
-# 2-core machine is noisy (±10%).
+# Prints one line: events/s, p99 and max latency, the CPU per acknowledged
+# event of the server and of every PostgreSQL process, the events an ingest
+# transaction carried on average (from /metrics), and acknowledged vs
+# stored. Run two binaries or two flag sets alternately, several times:
+# one run of a 2-core machine is noisy (±10%, and more on some machines).
 #
 # Environment: BEACON (binary, default target/release/beacon), LOADGEN
 # (default target/release/beacon-loadgen), BENCH_PG (default
@@ -88,7 +88,7 @@ SERVER=
 field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$out"; }
 stored=$(psql "$URL" -qAtc "SELECT count(*) FROM events")
 awk -v n="$NAME" -v e="$(field events_acked)" -v eps="$(field events_per_s)" \
-    -v p99="$(field p99_ms)" -v c=$((cpu1 - cpu0)) -v p=$((pg1 - pg0)) -v s="$stored" \
+    -v p99="$(field p99_ms)" -v max="$(field max_ms)" -v c=$((cpu1 - cpu0)) -v p=$((pg1 - pg0)) -v s="$stored" \
     -v tx="${tx:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN {
-    printf "%-20s %8.0f events/s  p99 %6.2f ms  server %5.1f us/event  postgres %5.1f us/event  %5.1f events/commit  acked %d stored %d\n",
-        n, eps, p99, e ? 1e6 * c / hz / e : 0, e ? 1e6 * p / hz / e : 0, tx ? e / tx : 0, e, s }'
+    printf "%-20s %8.0f events/s  p99 %6.2f ms  max %7.1f ms  server %5.1f us/event  postgres %5.1f us/event  %5.1f events/commit  acked %d stored %d\n",
+        n, eps, p99, max, e ? 1e6 * c / hz / e : 0, e ? 1e6 * p / hz / e : 0, tx ? e / tx : 0, e, s }'
