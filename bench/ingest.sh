@@ -207,6 +207,10 @@ measure() {
     local rss
     rss=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status")
     echo "$out" >"$TMP/$name.json"
+    # Transactions the server committed (its counter starts with the
+    # server, and each scenario has a server of its own): events per commit.
+    curl -fsS "http://127.0.0.1:$PORT/metrics" 2>/dev/null |
+        awk '$1 == "beacon_ingest_transactions_total" { print $2 }' >"$TMP/$name.tx" || true
     log "$name: $out"
     local verify=-
     case "$store" in
@@ -461,6 +465,38 @@ awk -v row="$(printf '%s\n' "${ROWS[@]}" | awk -F '\t' '$1 == "2-pg-group-commit
     if (ev == 0 || secs == 0) exit
     printf "scenario 2: %.1f us of CPU per acknowledged event (server %.1f + PostgreSQL %.1f + loadgen %.1f), the %d cores %.0f%% busy with them\n", \
         1e6 * (srv + pg + lg) / ev, 1e6 * srv / ev, 1e6 * pg / ev, 1e6 * lg / ev, cores, 100 * (srv + pg + lg) / (secs * cores) }'
+# A commit's fixed CPU cost F and an event's c, from scenarios 2 and 3 of
+# this run (x = c + F / n for commits of n events; both scenarios run the
+# same binary), and what the two ratio targets then ask of scenario 2's
+# CPU per event x2 (docs/benchmarks.md, "Why the two targets that are
+# missed are missed"): 50% of the COPY ceiling needs x2 <= 2 * cores * u2
+# / C; 10x scenario 3 needs F (1/n3 - rho/n2) >= (rho - 1) c with rho = 10
+# u3 / u2, which is cheapest at c = the least-CPU bound above.
+cost_line() { # name -> "cpu_s events secs transactions"
+    local json row
+    json=$(cat "$TMP/$1.json")
+    row=$(printf '%s\n' "${ROWS[@]}" | awk -F '\t' -v n="$1" '$1 == n { print $7 + $8 }')
+    echo "$(awk -v a="$row" -v b="$(field "$json" loadgen_cpu_s)" 'BEGIN { print a + b }')" \
+        "$(field "$json" events_acked)" "$(field "$json" elapsed_s)" "$(cat "$TMP/$1.tx" 2>/dev/null || echo 0)"
+}
+awk -v g="$(cost_line 2-pg-group-commit)" -v s="$(cost_line 3-pg-batch-max-1)" \
+    -v http="$(awk -v srv="$parse_cpu" -v lg="$(field "$parse_json" loadgen_cpu_s)" \
+        -v ev="$(field "$parse_json" events_sent)" 'BEGIN { print ev ? 1e6 * (srv + lg) / ev : 0 }')" \
+    -v db="$(awk -v pg="$COPY_PG_S" -v rows="$COPY_ROWS" 'BEGIN { print rows ? 1e6 * pg / rows : 0 }')" \
+    -v cores="$(nproc)" -v c="$COPY_EPS" 'BEGIN {
+    split(g, G, " "); split(s, S, " ")
+    if (G[2] == 0 || S[2] == 0 || G[4] == 0 || S[4] == 0 || G[3] == 0 || S[3] == 0 || c == 0) exit
+    x2 = 1e6 * G[1] / G[2]; x3 = 1e6 * S[1] / S[2]; n2 = G[2] / G[4]; n3 = S[2] / S[4]
+    u2 = G[1] / (G[3] * cores); u3 = S[1] / (S[3] * cores)
+    if (n2 <= n3 || u2 == 0) exit
+    F = (x3 - x2) / (1 / n3 - 1 / n2); e = x2 - F / n2; b = http + db
+    printf "CPU per commit %.0f us, per event %.1f us (scenarios 2 and 3, at %.1f and %.1f events per commit), so scenario 2\n", F, e, n2, n3
+    rho = 10 * u3 / u2; d = 1 / n3 - rho / n2
+    if (rho <= 1) ratio = "any cost for 10x scenario 3, which kept the cores under a tenth as busy"
+    else if (d > 0) ratio = sprintf("at least %.1f us for 10x scenario 3, even with events at the least-CPU bound", \
+        b + (rho - 1) * b / d / n2)
+    else ratio = sprintf("no cost reaches 10x scenario 3 at %.1f events per commit", n2)
+    printf "  (%.1f us per event) needs at most %.1f us per event for 50%% of COPY; %s\n", x2, 2e6 * cores * u2 / c, ratio }'
 echo "raw loadgen output: $TMP/*.json (removed at exit unless --keep)"
 
 failed=0
