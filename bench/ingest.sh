@@ -447,11 +447,12 @@ awk -v g="$GROUP_EPS" -v s="$SINGLE_EPS" -v s8="$SINGLE8_EPS" -v c="$COPY_EPS" -
 # session upsert, acknowledgement, rollups, live metrics) is counted.
 parse_cpu=$(awk -F '\t' '$1 == "1b-http-parse-400" { print $7 }' < <(printf '%s\n' "${ROWS[@]}"))
 parse_json=$(cat "$TMP/1b-http-parse-400.json")
-awk -v srv="$parse_cpu" -v lg="$(field "$parse_json" loadgen_cpu_s)" \
-    -v ev="$(field "$parse_json" events_sent)" -v pg="$COPY_PG_S" -v rows="$COPY_ROWS" \
-    -v cores="$(nproc)" -v c="$COPY_EPS" 'BEGIN {
-    if (ev == 0 || rows == 0) exit
-    http = 1e6 * (srv + lg) / ev; db = 1e6 * pg / rows
+# In us per event; empty when the scenario measured no event.
+LEAST_HTTP=$(awk -v srv="$parse_cpu" -v lg="$(field "$parse_json" loadgen_cpu_s)" \
+    -v ev="$(field "$parse_json" events_sent)" 'BEGIN { print ev ? 1e6 * (srv + lg) / ev : "" }')
+LEAST_DB=$(awk -v pg="$COPY_PG_S" -v rows="$COPY_ROWS" 'BEGIN { print rows ? 1e6 * pg / rows : "" }')
+awk -v http="$LEAST_HTTP" -v db="$LEAST_DB" -v cores="$(nproc)" -v c="$COPY_EPS" 'BEGIN {
+    if (http == "" || db == "") exit
     printf "least CPU per stored event: %.1f us (HTTP + parse + loadgen, 1b) + %.1f us (PostgreSQL COPY, 1c) = %.1f us:\n", http, db, http + db
     printf "  at most %.0f events/s on %d cores, against %.0f events/s for 50%% of the COPY ceiling\n", cores * 1e6 / (http + db), cores, c / 2 }'
 # What scenario 2 spent against that bound, and how busy it kept the cores:
@@ -480,10 +481,7 @@ cost_line() { # name -> "cpu_s events secs transactions"
         "$(field "$json" events_acked)" "$(field "$json" elapsed_s)" "$(cat "$TMP/$1.tx" 2>/dev/null || echo 0)"
 }
 awk -v g="$(cost_line 2-pg-group-commit)" -v s="$(cost_line 3-pg-batch-max-1)" \
-    -v http="$(awk -v srv="$parse_cpu" -v lg="$(field "$parse_json" loadgen_cpu_s)" \
-        -v ev="$(field "$parse_json" events_sent)" 'BEGIN { print ev ? 1e6 * (srv + lg) / ev : 0 }')" \
-    -v db="$(awk -v pg="$COPY_PG_S" -v rows="$COPY_ROWS" 'BEGIN { print rows ? 1e6 * pg / rows : 0 }')" \
-    -v cores="$(nproc)" -v c="$COPY_EPS" 'BEGIN {
+    -v http="$LEAST_HTTP" -v db="$LEAST_DB" -v cores="$(nproc)" -v c="$COPY_EPS" 'BEGIN {
     split(g, G, " "); split(s, S, " ")
     if (G[2] == 0 || S[2] == 0 || G[4] == 0 || S[4] == 0 || G[3] == 0 || S[3] == 0 || c == 0) exit
     x2 = 1e6 * G[1] / G[2]; x3 = 1e6 * S[1] / S[2]; n2 = G[2] / G[4]; n3 = S[2] / S[4]
