@@ -20,8 +20,10 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
-    /// The body could not be read (the client broke off, or timed out).
-    #[error("body could not be read: {0}")]
+    /// The body could not be read (the client broke off, or sent a
+    /// malformed chunked encoding). The cause stays in the log: it is the
+    /// HTTP layer's wording, not the client's business.
+    #[error("the request body could not be read")]
     BodyRead(String),
     /// A `Content-Encoding` other than identity.
     #[error("Content-Encoding {0:?} is not supported; send the body uncompressed")]
@@ -161,11 +163,17 @@ impl ResponseError for ApiError {
             Self::Store(e) if !e.is_unavailable() => log::error!("storage failure: {e}"),
             Self::Store(e) => log::warn!("answering 503: {e}"),
             Self::AckTimeout => log::warn!("answering 503: commit not confirmed in time"),
+            Self::BodyRead(cause) => log::debug!("a request body could not be read: {cause}"),
             _ => {}
         }
         let message = match self {
-            // Internal details stay in the log.
-            Self::Store(e) if !e.is_unavailable() => "internal storage error".to_owned(),
+            // What happened, never how the inside looks: the driver's,
+            // the pool's and the OS's wording names hosts, ports and paths.
+            // The detail stays in the log.
+            Self::Store(e) if e.is_unavailable() => {
+                "the database is unavailable, retry later".to_owned()
+            }
+            Self::Store(_) => "internal storage error".to_owned(),
             other => other.to_string(),
         };
         let rejected = match self {

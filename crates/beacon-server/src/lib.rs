@@ -4,6 +4,7 @@ mod app;
 pub mod auth;
 pub mod config;
 mod error;
+pub mod health;
 pub mod ingest;
 pub mod live;
 mod rollups;
