@@ -4,8 +4,9 @@
 //! Session tokens, urls, referrers and click labels are hashed with
 //! [foldhash](https://docs.rs/foldhash) (the hasher behind hashbrown's own
 //! default, maintained alongside it), seeded at random per table. It hashes
-//! a 20-byte token in a few nanoseconds where std's SipHash-1-3 took about
-//! 20 ns, a sizeable share of the per-event budget. The trade-off: foldhash
+//! a short token several times faster than std's SipHash-1-3, whose cost
+//! was a sizeable share of the per-event budget (docs/benchmarks.md, "Live
+//! aggregation"). The trade-off: foldhash
 //! is only *minimally* DoS-resistant. A per-table random seed means no fixed
 //! list of inputs collides in every process (the flooding attack against
 //! unseeded hashes), but an attacker who could infer the seed (say, through
