@@ -1,6 +1,8 @@
 //! `spawn_app()` and typed helpers: the real application on port 0 with a
 //! fresh database, talked to over HTTP.
 
+pub mod raw_http;
+
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
