@@ -3,9 +3,8 @@
 use std::time::{Duration, Instant};
 
 use beacon_store::testing::TestDatabase;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::helpers::raw_http::RawConnection;
 use crate::helpers::*;
 
 fn sqlite() -> TestDatabase {
@@ -49,31 +48,26 @@ async fn track_over_the_rate_limit_gets_429_with_retry_after() {
 async fn a_body_sent_one_byte_a_second_is_cut_off_with_408() {
     let db = sqlite();
     let app = spawn_app_with(&db, |c| c.request_timeout = Duration::from_secs(1));
-    let addr = app.address.trim_start_matches("http://").to_owned();
-    let mut stream = TcpStream::connect(&addr).await.unwrap();
-    stream
-        .write_all(b"POST /track HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    let mut connection = RawConnection::open(&app.address).await;
+    connection
+        .send(b"POST /track HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
         .await
         .unwrap();
     let started = Instant::now();
-    let mut response = Vec::new();
-    let mut buf = [0u8; 1024];
     loop {
-        tokio::select! {
-            read = stream.read(&mut buf) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => response.extend_from_slice(&buf[..n]),
-            },
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+        match connection.read_within(Duration::from_millis(500)).await {
+            Some(Ok(0) | Err(_)) => break,
+            Some(Ok(_)) => {}
+            None => {
                 // Trickle one more byte; ignore errors once the server closed.
-                let _ = stream.write_all(b" ").await;
+                let _ = connection.send(b" ").await;
             }
         }
         if started.elapsed() > Duration::from_secs(8) {
             panic!("the slow client was not cut off within 8 s");
         }
     }
-    let text = String::from_utf8_lossy(&response);
+    let text = connection.received_text();
     assert!(text.starts_with("HTTP/1.1 408"), "got {text:?}");
     assert!(text.contains("request_timeout"));
     assert!(
@@ -88,17 +82,15 @@ async fn a_body_sent_one_byte_a_second_is_cut_off_with_408() {
 async fn a_stalled_request_head_is_closed_within_the_limit() {
     let db = sqlite();
     let app = spawn_app_with(&db, |c| c.request_timeout = Duration::from_secs(1));
-    let addr = app.address.trim_start_matches("http://").to_owned();
-    let mut stream = TcpStream::connect(&addr).await.unwrap();
-    stream
-        .write_all(b"POST /track HTTP/1.1\r\nHost: x\r\n")
+    let mut connection = RawConnection::open(&app.address).await;
+    connection
+        .send(b"POST /track HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
     let started = Instant::now();
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(6), stream.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "the server closed the connection");
-    let text = String::from_utf8_lossy(&buf);
+    let read = connection.read_to_end_within(Duration::from_secs(6)).await;
+    assert!(read.is_some(), "the server closed the connection");
+    let text = connection.received_text();
     assert!(
         text.is_empty() || text.starts_with("HTTP/1.1 408"),
         "got {text:?}"
@@ -109,19 +101,23 @@ async fn a_stalled_request_head_is_closed_within_the_limit() {
 
 /// Opens `GET /stream` on a new connection and reads until its first bytes
 /// arrive: the connection has been accepted and is held open.
-async fn held_stream(addr: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+async fn held_stream(address: &str) -> RawConnection {
+    let mut connection = RawConnection::open(address).await;
+    connection
+        .send(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+    connection
+        .read_within(Duration::from_secs(5))
         .await
         .expect("a stream within the cap is served")
         .unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
-    stream
+    assert!(
+        connection.received().starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        connection.received()
+    );
+    connection
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,38 +128,36 @@ async fn connections_over_the_cap_wait_until_one_closes() {
         c.http_workers = 2;
         c.max_connections = 4;
     });
-    let addr = app.address.trim_start_matches("http://").to_owned();
     let mut held = Vec::new();
     for _ in 0..4 {
-        held.push(held_stream(&addr).await);
+        held.push(held_stream(&app.address).await);
     }
 
     // The fifth connection gets through TCP (the kernel's backlog) but is
     // not served while four are open.
-    let mut fifth = TcpStream::connect(&addr).await.unwrap();
+    let mut fifth = RawConnection::open(&app.address).await;
     fifth
-        .write_all(b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .send(b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    let mut answer = Vec::new();
-    let early =
-        tokio::time::timeout(Duration::from_millis(1500), fifth.read_to_end(&mut answer)).await;
+    let early = fifth.read_to_end_within(Duration::from_millis(1500)).await;
     assert!(
-        early.is_err() && answer.is_empty(),
+        early.is_none() && fifth.received().is_empty(),
         "a connection over the cap was served: {:?}",
-        String::from_utf8_lossy(&answer)
+        fifth.received_text()
     );
 
     // One held connection closes: the waiting one is served.
     drop(held.pop());
-    tokio::time::timeout(Duration::from_secs(5), fifth.read_to_end(&mut answer))
+    fifth
+        .read_to_end_within(Duration::from_secs(5))
         .await
         .expect("the waiting connection is served once a slot is free")
         .unwrap();
     assert!(
-        answer.starts_with(b"HTTP/1.1 200"),
+        fifth.received().starts_with(b"HTTP/1.1 200"),
         "{:?}",
-        String::from_utf8_lossy(&answer)
+        fifth.received_text()
     );
     drop(held);
     app.stop().await;

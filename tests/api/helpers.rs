@@ -1,6 +1,8 @@
 //! `spawn_app()` and typed helpers: the real application on port 0 with a
 //! fresh database, talked to over HTTP.
 
+pub mod raw_http;
+
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -23,7 +25,8 @@ pub enum Db {
 }
 
 impl Db {
-    /// A fresh database, or `None` for PostgreSQL without `TEST_DATABASE_URL`.
+    /// A fresh database, or `None` for PostgreSQL without `TEST_DATABASE_URL`
+    /// (SQLite always has one).
     pub fn fresh(self) -> Option<TestDatabase> {
         match self {
             Db::Sqlite => Some(TestDatabase::sqlite()),
@@ -191,24 +194,31 @@ pub async fn error_code(response: reqwest::Response, status: u16) -> String {
     body["error"].as_str().unwrap().to_owned()
 }
 
-/// Declares each async test function once per backend.
+/// Declares each async test once per backend, in modules `sqlite` and
+/// `postgres` of the calling module, each on a fresh database: `name` calls
+/// `async fn name(db: &TestDatabase)` of the calling module, and
+/// `name => function(args…)` calls `function(db, args…)` under the test
+/// name `name`. A PostgreSQL test without `TEST_DATABASE_URL` prints a
+/// notice and does not run (it fails under `BEACON_REQUIRE_POSTGRES=1`).
 #[macro_export]
 macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
+    (@test $backend:ident, $name:ident) => {
+        $crate::on_both_backends!(@test $backend, $name => $name());
+    };
+    (@test $backend:ident, $name:ident => $function:ident($($arg:expr),* $(,)?)) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            if let Some(db) = $crate::helpers::Db::$backend.fresh() {
+                super::$function(&db $(, $arg)*).await;
+            }
+        }
+    };
+    ($($name:ident $(=> $function:ident($($arg:expr),* $(,)?))?),* $(,)?) => {
         mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let db = $crate::helpers::Db::Sqlite.fresh().unwrap();
-                super::$name(&db).await;
-            })*
+            $($crate::on_both_backends!(@test Sqlite, $name $(=> $function($($arg),*))?);)*
         }
         mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if let Some(db) = $crate::helpers::Db::Postgres.fresh() {
-                    super::$name(&db).await;
-                }
-            })*
+            $($crate::on_both_backends!(@test Postgres, $name $(=> $function($($arg),*))?);)*
         }
     };
 }

@@ -5,9 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
+use crate::helpers::raw_http::RawConnection;
 use crate::helpers::Db;
 use crate::shutdown::{signal, start_binary_logging, wait_until_up};
 
@@ -17,13 +15,10 @@ const MARK: &str = "LEAKMARK";
 /// Sends `bytes` on a new connection and reads until the server answers and
 /// closes, or a second passes.
 async fn raw(address: &str, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(address.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    stream.write_all(bytes).await.unwrap();
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut answer)).await;
-    String::from_utf8_lossy(&answer).into_owned()
+    let mut connection = RawConnection::open(address).await;
+    connection.send(bytes).await.unwrap();
+    let _ = connection.read_to_end_within(Duration::from_secs(1)).await;
+    connection.received_text()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

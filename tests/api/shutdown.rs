@@ -9,7 +9,15 @@ use beacon_store::testing::TestDatabase;
 use beacon_store::{PoolOptions, Store};
 use serde_json::json;
 
-use crate::helpers::Db;
+use crate::on_both_backends;
+
+on_both_backends!(
+    sigterm_in_the_middle_of_a_burst_loses_nothing_acknowledged =>
+        graceful_stop_in_the_middle_of_a_burst_loses_nothing_acknowledged("TERM"),
+    sigint_in_the_middle_of_a_burst_loses_nothing_acknowledged =>
+        graceful_stop_in_the_middle_of_a_burst_loses_nothing_acknowledged("INT"),
+    kill_9_in_the_middle_of_a_burst_loses_nothing_acknowledged,
+);
 
 const REQUESTS: usize = 300;
 const EVENTS_PER_REQUEST: usize = 5;
@@ -159,34 +167,3 @@ async fn kill_9_in_the_middle_of_a_burst_loses_nothing_acknowledged(db: &TestDat
     );
     assert_all_stored(db, &acked).await;
 }
-
-macro_rules! per_backend {
-    ($($backend:ident: $db:expr),*) => {$(
-        mod $backend {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sigterm_in_the_middle_of_a_burst_loses_nothing_acknowledged() {
-                if let Some(db) = $db.fresh() {
-                    graceful_stop_in_the_middle_of_a_burst_loses_nothing_acknowledged(&db, "TERM").await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sigint_in_the_middle_of_a_burst_loses_nothing_acknowledged() {
-                if let Some(db) = $db.fresh() {
-                    graceful_stop_in_the_middle_of_a_burst_loses_nothing_acknowledged(&db, "INT").await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn kill_9_in_the_middle_of_a_burst_loses_nothing_acknowledged() {
-                if let Some(db) = $db.fresh() {
-                    super::kill_9_in_the_middle_of_a_burst_loses_nothing_acknowledged(&db).await;
-                }
-            }
-        }
-    )*};
-}
-
-per_backend!(sqlite: Db::Sqlite, postgres: Db::Postgres);
