@@ -1,6 +1,6 @@
 //! The rollup worker: folds acknowledged events into the rollups of the
 //! historical API, off the acknowledgement path (see
-//! `beacon_store::rollup`).
+//! `beacon_store::Store::roll_up`).
 //!
 //! Each pass reads what was committed since the last one, so many
 //! acknowledged batches share one rollup transaction. The watermark lives in

@@ -16,6 +16,16 @@ pub enum StoreError {
     /// The database answered with an error to a query.
     #[error("database error: {0}")]
     Query(DieselError),
+    /// An event of a batch has no session row to refer to: the session
+    /// upsert returned no id for its token. Never expected; the batch's
+    /// transaction is rolled back rather than store the event under a wrong
+    /// session.
+    #[error("no session id for an event of the batch")]
+    MissingSession,
+    /// Stats bucket bounds that the rollups cannot answer exactly: each
+    /// must start a quarter hour and be later than the one before.
+    #[error("bucket bounds must be increasing quarter hours")]
+    BucketBounds,
 }
 
 impl StoreError {

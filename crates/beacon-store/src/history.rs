@@ -1,15 +1,14 @@
 //! Read queries of the historical API: session and event lists with keyset
-//! pagination, and stats and top lists from the rollups (see `rollup.rs`).
-//! Written once for both backends, with `?` placeholders.
+//! pagination, and stats and top lists from the rollups (see the `rollup`
+//! module). Written once for both backends, with `?` placeholders.
 
+use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 
 use crate::read::{load, Param, EVENT_COLUMNS};
-use crate::rollup::{
-    DIM_ALL, DIM_CLICK, DIM_PAGE, DIM_REFERRER, GRAIN_DAY, GRAIN_QUARTER, QUARTERS_PER_DAY,
-};
-use crate::{SessionRow, Store, StoreError, StoredEvent};
+use crate::rollup::units::{bound_quarters, time_of, Dim, Grain, QUARTERS_PER_DAY};
+use crate::{SessionRow, Store, StoreError, StoredEvent, TimeRange};
 
 /// A session with its counters, as `/sessions` lists it.
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
@@ -80,6 +79,25 @@ pub struct BucketFigures {
     pub duration_sum_us: i64,
 }
 
+/// One stats bucket: where it starts, and its figures (it ends where the
+/// next one starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// Start of the bucket (inclusive).
+    pub start: DateTime<Utc>,
+    /// Its figures.
+    pub figures: BucketFigures,
+}
+
+/// What [`Store::bucket_stats`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketStats {
+    /// One per pair of consecutive bounds, in order.
+    pub buckets: Vec<Bucket>,
+    /// The figures of the whole range (visitors counted once over it).
+    pub total: BucketFigures,
+}
+
 /// What a top list ranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopDimension {
@@ -144,17 +162,17 @@ struct ItemTotal {
 /// A range of quarters cut into rollup units: whole UTC days inside, and
 /// quarters at the edges, as `(grain, first unit, end unit)`, empty ones
 /// left out.
-fn unit_ranges(from_q: i64, to_q: i64) -> Vec<(i16, i64, i64)> {
+fn unit_ranges(from_q: i64, to_q: i64) -> Vec<(Grain, i64, i64)> {
     let d1 = (from_q + QUARTERS_PER_DAY - 1).div_euclid(QUARTERS_PER_DAY);
     let d2 = to_q.div_euclid(QUARTERS_PER_DAY);
     let ranges = if d1 < d2 {
         vec![
-            (GRAIN_QUARTER, from_q, d1 * QUARTERS_PER_DAY),
-            (GRAIN_DAY, d1, d2),
-            (GRAIN_QUARTER, d2 * QUARTERS_PER_DAY, to_q),
+            (Grain::Quarter, from_q, d1 * QUARTERS_PER_DAY),
+            (Grain::Day, d1, d2),
+            (Grain::Quarter, d2 * QUARTERS_PER_DAY, to_q),
         ]
     } else {
-        vec![(GRAIN_QUARTER, from_q, to_q)]
+        vec![(Grain::Quarter, from_q, to_q)]
     };
     ranges.into_iter().filter(|(_, a, b)| a < b).collect()
 }
@@ -177,6 +195,7 @@ fn units_union(
     let mut sql = Vec::new();
     let mut params = Vec::new();
     for (grain, a, b) in unit_ranges(from_q, to_q) {
+        let grain = grain.stored();
         sql.push(format!(
             "SELECT {select} FROM {table} WHERE grain = {grain} AND {condition} \
              AND unit >= ? AND unit < ?"
@@ -271,10 +290,27 @@ impl Store {
         load(self, &sql, &params)
     }
 
-    /// Stats for consecutive buckets given by their boundaries in quarters
-    /// (`bounds[i]..bounds[i + 1]` is bucket `i`; increasing), and the
-    /// totals of the whole range. Reads only rollups.
-    pub fn bucket_stats(
+    /// Stats for consecutive buckets given by their bounds
+    /// (`bounds[i]..bounds[i + 1]` is bucket `i`), and the totals of the
+    /// whole range. Reads only rollups, so each bound must start a quarter
+    /// hour (every time zone's hours and days do) and be later than the one
+    /// before: [`StoreError::BucketBounds`] otherwise.
+    pub fn bucket_stats(&self, bounds: &[DateTime<Utc>]) -> Result<BucketStats, StoreError> {
+        let bounds = bound_quarters(bounds)?;
+        let (out, total) = self.quarter_stats(&bounds)?;
+        let buckets = bounds
+            .iter()
+            .zip(out)
+            .map(|(&q, figures)| Bucket {
+                start: time_of(q),
+                figures,
+            })
+            .collect();
+        Ok(BucketStats { buckets, total })
+    }
+
+    /// [`Store::bucket_stats`] with bounds in quarters.
+    fn quarter_stats(
         &self,
         bounds: &[i64],
     ) -> Result<(Vec<BucketFigures>, BucketFigures), StoreError> {
@@ -307,8 +343,10 @@ impl Store {
         let visitors: Vec<VisitorRow> = load(
             self,
             &format!(
-                "SELECT unit, prev, n FROM rollup_visitors WHERE grain = {GRAIN_QUARTER} \
-                 AND dim = {DIM_ALL} AND item = '' AND unit >= ? AND unit < ?"
+                "SELECT unit, prev, n FROM rollup_visitors WHERE grain = {} \
+                 AND dim = {} AND item = '' AND unit >= ? AND unit < ?",
+                Grain::Quarter.stored(),
+                Dim::All.stored(),
             ),
             &[Param::Int(from), Param::Int(to)],
         )?;
@@ -326,20 +364,21 @@ impl Store {
         Ok((out, total))
     }
 
-    /// The `limit` items with the most events in `from_q..to_q` (quarters),
-    /// ties by item, with their exact distinct visitors. Reads only rollups.
+    /// The `limit` items with the most events in `range`, ties by item,
+    /// with their exact distinct visitors. Reads only rollups.
     pub fn top(
         &self,
         dimension: TopDimension,
-        from_q: i64,
-        to_q: i64,
+        range: TimeRange,
         limit: i64,
     ) -> Result<Vec<TopItem>, StoreError> {
+        let (from_q, to_q) = range.quarters();
         let dim = match dimension {
-            TopDimension::Pages => DIM_PAGE,
-            TopDimension::Referrers => DIM_REFERRER,
-            TopDimension::Clicks => DIM_CLICK,
-        };
+            TopDimension::Pages => Dim::Page,
+            TopDimension::Referrers => Dim::Referrer,
+            TopDimension::Clicks => Dim::Click,
+        }
+        .stored();
         // Top `limit` by count first; visitors only for those items.
         let (rows, mut params) = units_union(
             "item, n",
@@ -399,13 +438,13 @@ mod tests {
         assert_eq!(
             unit_ranges(90, 2 * 96 + 5),
             vec![
-                (GRAIN_QUARTER, 90, 96),
-                (GRAIN_DAY, 1, 2),
-                (GRAIN_QUARTER, 192, 197)
+                (Grain::Quarter, 90, 96),
+                (Grain::Day, 1, 2),
+                (Grain::Quarter, 192, 197)
             ]
         );
-        assert_eq!(unit_ranges(10, 20), vec![(GRAIN_QUARTER, 10, 20)]);
-        assert_eq!(unit_ranges(96, 192), vec![(GRAIN_DAY, 1, 2)]);
+        assert_eq!(unit_ranges(10, 20), vec![(Grain::Quarter, 10, 20)]);
+        assert_eq!(unit_ranges(96, 192), vec![(Grain::Day, 1, 2)]);
         assert_eq!(unit_ranges(20, 20), vec![]);
 
         let (sql, params) = units_union("item, n", "t", "dim = 1", &[], 90, 2 * 96 + 5);

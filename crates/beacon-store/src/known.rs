@@ -4,10 +4,10 @@
 //! A session's row changes after its creation only to fill a field that
 //! is still empty (the upsert's `COALESCE`) and to move `first_seen` and
 //! `last_seen`. The bounds are moved by the rollup pass, from the events it
-//! folds in (see `rollup.rs`); so a batch needs the upsert only for a
-//! session it does not know or a field it can fill. With pixel traffic
-//! that is the first batch of each session: the others (clicks, scrolls,
-//! heartbeats) cost no session statement.
+//! folds in (see `rollup/postgres.rs` and `rollup/sqlite.rs`); so a batch
+//! needs the upsert only for a session it does not know or a field it can
+//! fill. With pixel traffic that is the first batch of each session: the
+//! others (clicks, scrolls, heartbeats) cost no session statement.
 //!
 //! Bounded: two generations of at most `capacity / 2` entries each; when
 //! the current one is full it becomes the previous one and the oldest is

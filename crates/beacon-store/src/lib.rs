@@ -4,7 +4,7 @@ mod error;
 mod history;
 mod known;
 mod read;
-pub mod rollup;
+mod rollup;
 mod rows;
 mod store;
 #[cfg(feature = "test-support")]
@@ -13,9 +13,12 @@ mod url;
 mod write;
 
 pub use error::StoreError;
-pub use history::{BucketFigures, EventQuery, SessionQuery, SessionSummary, TopDimension, TopItem};
-pub use rollup::RollupProgress;
+pub use history::{
+    Bucket, BucketFigures, BucketStats, EventQuery, SessionQuery, SessionSummary, TopDimension,
+    TopItem,
+};
+pub use rollup::{RollupProgress, TimeRange};
 pub use rows::{SessionRow, StoredEvent};
 pub use store::{Backend, PoolOptions, Store};
 pub use url::DatabaseUrl;
-pub use write::Inserted;
+pub use write::{Inserted, INGEST_LOCK};

@@ -7,11 +7,16 @@
 
 use beacon_model::NewEvent;
 use beacon_store::testing::TestDatabase;
-use beacon_store::{EventQuery, SessionQuery, Store, TopDimension};
+use beacon_store::{EventQuery, SessionQuery, Store, TimeRange, TopDimension};
 use chrono::{DateTime, TimeZone, Utc};
 
 fn received() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 10, 27, 12, 0, 0).unwrap()
+}
+
+/// The start of a quarter hour, numbered from the epoch.
+fn quarter(q: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(q * 900_000_000).unwrap()
 }
 
 fn events(body: &str) -> Vec<NewEvent> {
@@ -105,14 +110,9 @@ fn incremental_rollups_equal_a_rebuild_whatever_the_arrival_order(store: &Store)
 fn rollups_lag_until_a_pass_and_each_event_is_counted_once(store: &Store) {
     let all = random_events(13, 100, 5);
     store.insert_batch(&batch(&all)).unwrap();
-    let q = |day: u32| {
-        Utc.with_ymd_and_hms(2026, 10, day, 0, 0, 0)
-            .unwrap()
-            .timestamp_micros()
-            .div_euclid(900_000_000)
-    };
-    let (from, to) = (q(23), q(29));
-    let events = |store: &Store| store.bucket_stats(&[from, to]).unwrap().1.events;
+    let day = |day: u32| Utc.with_ymd_and_hms(2026, 10, day, 0, 0, 0).unwrap();
+    let (from, to) = (day(23), day(29));
+    let events = |store: &Store| store.bucket_stats(&[from, to]).unwrap().total.events;
     assert_eq!(events(store), 0, "nothing is rolled up before a pass");
     let first = store.roll_up(30).unwrap();
     assert_eq!(
@@ -187,8 +187,13 @@ fn stats_and_top_lists_count_distinct_sessions_exactly(store: &Store) {
         let step = [4, 100, 92, 96, 1][bounds.len() % 5];
         bounds.push(bounds.last().unwrap() + step);
     }
-    let (buckets, total) = store.bucket_stats(&bounds).unwrap();
-    for (i, b) in buckets.iter().enumerate() {
+    let times: Vec<DateTime<Utc>> = bounds.iter().map(|&b| quarter(b)).collect();
+    let stats = store.bucket_stats(&times).unwrap();
+    let total = stats.total;
+    assert_eq!(stats.buckets.len(), bounds.len() - 1);
+    for (i, bucket) in stats.buckets.iter().enumerate() {
+        assert_eq!(bucket.start, times[i], "start of bucket {i}");
+        let b = &bucket.figures;
         let inside: Vec<_> = stored
             .iter()
             .filter(|e| (bounds[i]..bounds[i + 1]).contains(&q(e)))
@@ -260,7 +265,11 @@ fn stats_and_top_lists_count_distinct_sessions_exactly(store: &Store) {
                 .collect();
             expected.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
             let got: Vec<(String, i64, i64)> = store
-                .top(dim, a, b, 100)
+                .top(
+                    dim,
+                    TimeRange::covering(quarter(a), quarter(b)).unwrap(),
+                    100,
+                )
                 .unwrap()
                 .into_iter()
                 .map(|t| (t.item, t.count, t.visitors))
@@ -287,7 +296,7 @@ fn a_pass_waits_for_an_insert_still_running_below_its_ids() {
          INSERT INTO sessions (token, first_seen, last_seen) VALUES ('slow', 1, 1);
          INSERT INTO events (public_id, session_id, kind, occurred_at, received_at)
              SELECT 'slow-1', id, 'visit', 1, 1 FROM sessions WHERE token = 'slow';",
-        lock = beacon_store::rollup::INGEST_LOCK
+        lock = beacon_store::INGEST_LOCK
     ))
     .unwrap();
     // A later insert commits first, with a larger id.

@@ -7,12 +7,12 @@
 //! repeated hour of a fall-back night is two buckets (`02:00+02:00` and
 //! `02:00+01:00`), and half- or quarter-hour zones (Asia/Kolkata,
 //! Asia/Kathmandu) are exact, since every offset is a multiple of 15
-//! minutes and the rollups are kept per quarter.
+//! minutes and the rollups are kept per quarter (the store checks that
+//! the bounds it is given start quarters).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use beacon_store::rollup::{quarter_of, QUARTER_US};
 use beacon_store::BucketFigures;
-use chrono::{DateTime, Duration, NaiveDate, Offset, SecondsFormat, Timelike, Utc};
+use chrono::{DateTime, Duration, DurationRound, NaiveDate, Offset, SecondsFormat, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
@@ -123,42 +123,48 @@ async fn stats(
         return Err(ApiError::RangeTooLarge { max: max_text });
     }
     let bounds = bucket_bounds(tz, interval, from, to);
-    let query_bounds = bounds.clone();
+    let (first, last) = (bounds.first().copied(), bounds.last().copied());
     let store = state.store.clone();
-    let (figures, total) = blocking(move || store.bucket_stats(&query_bounds)).await?;
-    let buckets: Vec<Bucket> = bounds
+    let stats = blocking(move || store.bucket_stats(&bounds)).await?;
+    let buckets: Vec<Bucket> = stats
+        .buckets
         .iter()
-        .zip(&figures)
-        .map(|(&q, f)| Bucket {
-            start: local_rfc3339(tz, q),
-            figures: f.into(),
+        .map(|b| Bucket {
+            start: local_rfc3339(tz, b.start),
+            figures: (&b.figures).into(),
         })
         .collect();
-    let (first, last) = (bounds.first().copied(), bounds.last().copied());
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "interval": interval.name(),
         "tz": tz.name(),
-        "from": first.map(|q| rfc3339(at(q))),
-        "to": last.map(|q| rfc3339(at(q))),
+        "from": first.map(rfc3339),
+        "to": last.map(rfc3339),
         "buckets": buckets,
-        "totals": Figures::from(&total),
+        "totals": Figures::from(&stats.total),
     })))
 }
 
-fn at(quarter: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(quarter * QUARTER_US).unwrap_or_default()
-}
-
-fn local_rfc3339(tz: Tz, quarter: i64) -> String {
-    at(quarter)
-        .with_timezone(&tz)
+fn local_rfc3339(tz: Tz, t: DateTime<Utc>) -> String {
+    t.with_timezone(&tz)
         .to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// What identifies the bucket of a quarter: local date, and for hours the
-/// local hour and the offset (a repeated hour is another bucket).
-fn key(tz: Tz, interval: Interval, quarter: i64) -> (NaiveDate, u32, i32) {
-    let local = at(quarter).with_timezone(&tz);
+/// The step at which bucket edges are looked for: every UTC offset in use
+/// is a multiple of 15 minutes, so every zone's hours and days start on a
+/// quarter hour.
+const STEP: Duration = Duration::minutes(15);
+
+/// The start of the quarter hour holding `t`.
+fn quarter_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    // Truncation fails only for times chrono cannot represent, which a
+    // parsed parameter is not; the store rejects a bound left unaligned.
+    t.duration_trunc(STEP).unwrap_or(t)
+}
+
+/// What identifies the bucket of a quarter hour: local date, and for hours
+/// the local hour and the offset (a repeated hour is another bucket).
+fn key(tz: Tz, interval: Interval, t: DateTime<Utc>) -> (NaiveDate, u32, i32) {
+    let local = t.with_timezone(&tz);
     match interval {
         Interval::Day => (local.date_naive(), 0, 0),
         Interval::Hour => (
@@ -169,39 +175,42 @@ fn key(tz: Tz, interval: Interval, quarter: i64) -> (NaiveDate, u32, i32) {
     }
 }
 
-/// Bucket boundaries in quarters, covering every bucket that overlaps
-/// `from..to`: `bounds[i]..bounds[i + 1]` is bucket `i`.
+/// Bucket boundaries, each the start of a quarter hour, covering every
+/// bucket that overlaps `from..to`: `bounds[i]..bounds[i + 1]` is bucket
+/// `i`.
 pub fn bucket_bounds(
     tz: Tz,
     interval: Interval,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Vec<i64> {
-    let mut start = quarter_of(from.timestamp_micros());
-    // A bucket is at most 25 hours (100 quarters) long.
+) -> Vec<DateTime<Utc>> {
+    let mut start = quarter_start(from);
+    // A bucket is at most 25 hours (100 quarter hours) long.
     for _ in 0..100 {
-        if key(tz, interval, start - 1) != key(tz, interval, start) {
+        if key(tz, interval, start - STEP) != key(tz, interval, start) {
             break;
         }
-        start -= 1;
+        start -= STEP;
     }
-    let mut last = quarter_of(to.timestamp_micros() - 1);
+    let mut last = quarter_start(to - Duration::microseconds(1));
     for _ in 0..100 {
-        if key(tz, interval, last + 1) != key(tz, interval, last) {
+        if key(tz, interval, last + STEP) != key(tz, interval, last) {
             break;
         }
-        last += 1;
+        last += STEP;
     }
     let mut bounds = vec![start];
     let mut previous = key(tz, interval, start);
-    for q in start + 1..=last {
-        let k = key(tz, interval, q);
+    let mut t = start + STEP;
+    while t <= last {
+        let k = key(tz, interval, t);
         if k != previous {
-            bounds.push(q);
+            bounds.push(t);
             previous = k;
         }
+        t += STEP;
     }
-    bounds.push(last + 1);
+    bounds.push(last + STEP);
     bounds
 }
 
@@ -215,7 +224,7 @@ mod tests {
         let tz: Tz = tz.parse().unwrap();
         let p = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         let bounds = bucket_bounds(tz, interval, p(from), p(to));
-        bounds.iter().map(|&q| local_rfc3339(tz, q)).collect()
+        bounds.iter().map(|&t| local_rfc3339(tz, t)).collect()
     }
 
     #[test]
@@ -241,10 +250,10 @@ mod tests {
         let tz: Tz = "America/New_York".parse().unwrap();
         let from = Utc.with_ymd_and_hms(2026, 3, 8, 12, 0, 0).unwrap();
         let bounds = bucket_bounds(tz, Interval::Day, from, from + Duration::hours(1));
-        assert_eq!(bounds[1] - bounds[0], 23 * 4, "spring forward");
+        assert_eq!(bounds[1] - bounds[0], Duration::hours(23), "spring forward");
         let from = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
         let bounds = bucket_bounds(tz, Interval::Day, from, from + Duration::hours(1));
-        assert_eq!(bounds[1] - bounds[0], 25 * 4, "fall back");
+        assert_eq!(bounds[1] - bounds[0], Duration::hours(25), "fall back");
         assert_eq!(local_rfc3339(tz, bounds[0]), "2026-11-01T00:00:00-04:00");
     }
 

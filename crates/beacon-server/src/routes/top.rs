@@ -3,9 +3,8 @@
 //! rollups.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use beacon_store::rollup::{quarter_of, QUARTER_US};
-use beacon_store::TopDimension;
-use chrono::{DateTime, Duration, Utc};
+use beacon_store::{TimeRange, TopDimension};
+use chrono::{Duration, Utc};
 use serde_json::{json, Map, Value};
 
 use super::params::{blocking, rfc3339, Params};
@@ -43,22 +42,18 @@ async fn top(
     let tz = p.tz()?;
     let to = p.time("to", tz)?.unwrap_or_else(Utc::now);
     let from = p.time("from", tz)?.unwrap_or(to - Duration::days(30));
-    if from >= to {
-        return Err(ApiError::BadParameter {
-            name: "from",
-            message: "must be before to".to_owned(),
-        });
-    }
+    // The store answers whole units of its rollups: the range is widened to
+    // them, and the response says which range was counted.
+    let range = TimeRange::covering(from, to).ok_or_else(|| ApiError::BadParameter {
+        name: "from",
+        message: "must be before to".to_owned(),
+    })?;
     if to - from > Duration::days(400) {
         return Err(ApiError::RangeTooLarge { max: "400 days" });
     }
     let limit = p.limit(10, 100)?;
-    // The rollups' finest unit is a quarter: the range is widened to whole
-    // quarters, and the response says which range was counted.
-    let from_q = quarter_of(from.timestamp_micros());
-    let to_q = quarter_of(to.timestamp_micros() - 1) + 1;
     let store = state.store.clone();
-    let items = blocking(move || store.top(dimension, from_q, to_q, limit)).await?;
+    let items = blocking(move || store.top(dimension, range, limit)).await?;
     let items: Vec<Value> = items
         .into_iter()
         .map(|t| {
@@ -69,6 +64,9 @@ async fn top(
             Value::Object(o)
         })
         .collect();
-    let at = |q: i64| rfc3339(DateTime::from_timestamp_micros(q * QUARTER_US).unwrap_or_default());
-    Ok(HttpResponse::Ok().json(json!({"from": at(from_q), "to": at(to_q), "items": items})))
+    Ok(HttpResponse::Ok().json(json!({
+        "from": rfc3339(range.start()),
+        "to": rfc3339(range.end()),
+        "items": items
+    })))
 }

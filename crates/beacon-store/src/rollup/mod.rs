@@ -1,0 +1,199 @@
+//! Rollups for the historical API, folded in after the commit that
+//! acknowledges the events, by [`Store::roll_up`]: a pass reads the
+//! committed events past a watermark back in id order and adds them to the
+//! rollups in one transaction that also moves the watermark, so each event
+//! is counted exactly once, whenever and wherever (several instances, a
+//! restart) the pass runs. Folding many acknowledged batches in one pass
+//! also collapses their updates to the same aggregate rows.
+//!
+//! An id is read only once every smaller id is settled: PostgreSQL hands out
+//! ids at insert time, so a transaction still running may hold a smaller id
+//! than one already committed. Each insert transaction holds
+//! [`INGEST_LOCK`](crate::INGEST_LOCK) in shared mode; a pass takes it exclusively just long
+//! enough to read `max(id)`, at which point every insert that could hold a
+//! smaller id has committed or rolled back. (SQLite has one writer at a
+//! time, so its largest id is always settled.)
+//!
+//! Three aggregate tables (see the migration `2026-11-30-000002_rollups`):
+//!
+//! - `rollup_counts (grain, dim, unit, item, n)`: event counts per unit;
+//! - `rollup_visitors (grain, dim, unit, item, prev, n)`: one "visitor
+//!   unit" per session, item and unit the session was seen in, aggregated by
+//!   `prev`, the last quarter **before the unit starts** in which that
+//!   session was seen with that item (-1 when none). The distinct sessions
+//!   of a range that starts at quarter `A` are exactly the visitor units
+//!   inside the range with `prev < A`: each session is counted in the first
+//!   unit of the range it appears in, and only there. This holds for any
+//!   decomposition of the range into quarters and whole UTC days, which is
+//!   how stats and top lists stay exact while reading a few thousand rows;
+//! - `rollup_session (session_id, …)`: per-session counters, and the
+//!   contribution last added for "sessions started" and "duration".
+//!
+//! `rollup_seen (session_id, dim, item, quarter)` remembers in which quarters
+//! each session was seen, so that an event arriving out of order (earlier
+//! than events already stored for its session) moves the `prev` of the
+//! later units correctly. On PostgreSQL a pass locks the watermark row
+//! first, so passes run one at a time (several instances may try at once).
+//! On SQLite, where a write holds the database's one write lock and every
+//! commit waits for it, a pass reads and computes on a snapshot first and
+//! takes the lock only to write, if the watermark has not moved meanwhile
+//! ([`Store::roll_up`]). The insert path never touches these tables.
+//!
+//! The module's layers: [`units`] (the quarter, grains and dimensions as
+//! stored, and the aligned ranges the read API takes), [`plan`] (what a
+//! batch of events changes, without a database), [`postgres`] and
+//! [`sqlite`] (a pass and the rebuild on each backend). This file holds the
+//! public API.
+
+mod plan;
+mod postgres;
+mod sqlite;
+pub(crate) mod units;
+
+use diesel::sql_types::BigInt;
+use diesel::QueryableByName;
+
+use crate::store::Pools;
+use crate::{Store, StoreError};
+
+use plan::PENDING_COLUMNS;
+pub use units::TimeRange;
+
+/// The statements that recompute every rollup from events and sessions.
+/// The tests check that they agree with the incremental passes (the
+/// migration that created the rollups ran an earlier copy; it is history).
+const REBUILD_SQL: &str = include_str!("rebuild.sql");
+
+/// What one [`Store::roll_up`] pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollupProgress {
+    /// Events added to the rollups by this pass.
+    pub applied: usize,
+    /// True when no committed event was left out of the rollups when the
+    /// pass began (false: the pass stopped at its size limit; run another).
+    pub caught_up: bool,
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+const SETTLED_MAX_SQL: &str = "SELECT COALESCE(MAX(id), 0) AS id FROM events";
+const WATERMARK_SQL: &str = "SELECT last_event_id AS id FROM rollup_watermark WHERE id = 1";
+
+/// After a rebuild, every stored event is in the rollups.
+const SET_WATERMARK_TO_MAX: &str =
+    "UPDATE rollup_watermark SET last_event_id = (SELECT COALESCE(MAX(id), 0) FROM events) WHERE id = 1";
+
+/// Events per pass of [`Store::roll_up_all`].
+const ROLL_UP_ALL_PASS: usize = 20_000;
+
+/// Where a pass stops: at most `limit` ids past `from`, and never past
+/// `settled`. Bounding the id range rather than the rows read (`LIMIT`
+/// after `ORDER BY id`) lets PostgreSQL read just those rows, with no sort:
+/// with `LIMIT`, a fresh table's stale statistics made it read every
+/// pending row and sort them on disk to keep the first `limit`
+/// (docs/benchmarks.md). Ids are dense but for gaps (rolled-back inserts,
+/// duplicates skipped), so a pass folds at most `limit` events.
+fn pass_end(from: i64, settled: i64, limit: usize) -> i64 {
+    settled.min(from.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX)))
+}
+
+impl Store {
+    /// Adds committed events that are not yet in the rollups to them, at
+    /// most `limit` (at least 1) in one transaction, oldest first. Safe to
+    /// run from several threads or instances at once: each event is added
+    /// exactly once. The historical API's stats and top lists lag the
+    /// events by whatever has not been rolled up yet.
+    pub fn roll_up(&self, limit: usize) -> Result<RollupProgress, StoreError> {
+        let limit = limit.max(1);
+        Ok(match &*self.pools {
+            Pools::Pg(pool) => postgres::roll_up(&mut *pool.get()?, limit)?,
+            Pools::Sqlite(pool) => {
+                // Read and compute without the write lock, which every
+                // commit waits for; write under it. The connection goes back
+                // to the pool in between (see `Store::sqlite_write_conn`).
+                let Some(pass) = sqlite::read_pass(&mut *pool.get()?, limit)? else {
+                    return Ok(RollupProgress {
+                        applied: 0,
+                        caught_up: true,
+                    });
+                };
+                let (_turn, mut conn) = self.sqlite_write_conn(pool)?;
+                if sqlite::write_pass(&mut conn, &pass)? {
+                    RollupProgress {
+                        applied: pass.applied,
+                        caught_up: pass.caught_up,
+                    }
+                } else {
+                    // Another pass folded these events meanwhile: nothing
+                    // done; the next pass reads again.
+                    RollupProgress {
+                        applied: 0,
+                        caught_up: false,
+                    }
+                }
+            }
+        })
+    }
+
+    /// Runs [`Store::roll_up`] passes until every event committed before
+    /// the call is in the rollups; returns how many were added.
+    pub fn roll_up_all(&self) -> Result<usize, StoreError> {
+        let mut applied = 0;
+        loop {
+            let pass = self.roll_up(ROLL_UP_ALL_PASS)?;
+            applied += pass.applied;
+            if pass.caught_up {
+                return Ok(applied);
+            }
+        }
+    }
+
+    /// Recomputes every rollup from the stored events and sessions, in one
+    /// transaction, and moves the watermark past every event. Ingestion
+    /// waits meanwhile (PostgreSQL: a SHARE lock on `events`; SQLite: the
+    /// write lock), so no event is missed or counted twice.
+    pub fn rebuild_rollups(&self) -> Result<(), StoreError> {
+        match &*self.pools {
+            Pools::Pg(pool) => postgres::rebuild(&mut *pool.get()?)?,
+            Pools::Sqlite(pool) => {
+                let (_turn, mut conn) = self.sqlite_write_conn(pool)?;
+                sqlite::rebuild(&mut conn)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "test-support")]
+#[derive(QueryableByName)]
+struct Line {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    line: String,
+}
+
+#[cfg(feature = "test-support")]
+impl Store {
+    /// Every non-zero rollup row as text, sorted: for tests that compare the
+    /// incrementally maintained rollups with a rebuild.
+    pub fn rollup_fingerprint(&self) -> Result<Vec<String>, StoreError> {
+        use diesel::RunQueryDsl;
+        let sql = "SELECT 'seen ' || session_id || ' ' || dim || ' ' || item || ' ' || quarter AS line FROM rollup_seen
+            UNION ALL SELECT 'count ' || grain || ' ' || dim || ' ' || unit || ' ' || item || ' ' || n FROM rollup_counts WHERE n <> 0
+            UNION ALL SELECT 'visitors ' || grain || ' ' || dim || ' ' || unit || ' ' || item || ' ' || prev || ' ' || n FROM rollup_visitors WHERE n <> 0
+            UNION ALL SELECT 'stats ' || quarter || ' ' || events || ' ' || page_views || ' ' || clicks || ' ' || sessions || ' ' || duration_us FROM rollup_stats WHERE events <> 0 OR sessions <> 0 OR duration_us <> 0
+            UNION ALL SELECT 'session ' || session_id || ' ' || quarter || ' ' || duration_us || ' ' || events || ' ' || page_views FROM rollup_session";
+        let mut lines: Vec<String> = match &*self.pools {
+            Pools::Pg(pool) => diesel::sql_query(sql).load::<Line>(&mut pool.get()?)?,
+            Pools::Sqlite(pool) => diesel::sql_query(sql).load::<Line>(&mut pool.get()?)?,
+        }
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+        lines.sort();
+        Ok(lines)
+    }
+}

@@ -1,0 +1,402 @@
+//! The pure half of a rollup pass: from a batch of committed events and what
+//! the rollups already hold for their sessions, the rows to add. No
+//! database here; the backends read the inputs and write the [`Plan`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use beacon_model::EventKind;
+use diesel::sql_types::{BigInt, Nullable, SmallInt, Text};
+use diesel::QueryableByName;
+
+use super::units::{day_of, quarter_of, Dim, Grain};
+
+/// Label of a click without one (as the live stream shows it).
+const UNKNOWN_LABEL: &str = "unknown";
+
+/// A committed event not yet in the rollups, as read back from `events`.
+#[derive(QueryableByName, Debug)]
+pub(super) struct PendingEvent {
+    #[diesel(sql_type = BigInt)]
+    pub(super) session_id: i64,
+    #[diesel(sql_type = Text)]
+    pub(super) kind: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(super) url: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(super) referrer: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(super) label: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    pub(super) occurred_at: i64,
+}
+
+/// The columns [`PendingEvent`] reads.
+pub(super) const PENDING_COLUMNS: &str = "session_id, kind, url, referrer, label, occurred_at";
+
+/// What an inserted event contributes.
+#[derive(Debug)]
+pub(super) struct Fact<'a> {
+    session_id: i64,
+    /// Event time, µs.
+    at: i64,
+    quarter: i64,
+    visit: bool,
+    click: bool,
+    /// (dimension, item) pairs seen (visitors); all but [`Dim::All`]
+    /// counted.
+    items: Vec<(Dim, &'a str)>,
+}
+
+/// The facts of a batch of events, in the batch's order.
+pub(super) fn facts(events: &[PendingEvent]) -> Vec<Fact<'_>> {
+    events
+        .iter()
+        .map(|e| {
+            let visit = e.kind == EventKind::Visit.as_str();
+            let click = e.kind == EventKind::Click.as_str();
+            let mut items = vec![(Dim::All, "")];
+            if visit {
+                if let Some(url) = &e.url {
+                    items.push((Dim::Page, url.as_str()));
+                }
+                if let Some(referrer) = e.referrer.as_deref().filter(|r| !r.is_empty()) {
+                    items.push((Dim::Referrer, referrer));
+                }
+            }
+            if click {
+                items.push((Dim::Click, e.label.as_deref().unwrap_or(UNKNOWN_LABEL)));
+            }
+            Fact {
+                session_id: e.session_id,
+                at: e.occurred_at,
+                quarter: quarter_of(e.occurred_at),
+                visit,
+                click,
+                items,
+            }
+        })
+        .collect()
+}
+
+/// A row of `rollup_seen`, as read.
+#[derive(QueryableByName, Debug)]
+pub(super) struct SeenRow {
+    #[diesel(sql_type = BigInt)]
+    pub(super) session_id: i64,
+    #[diesel(sql_type = SmallInt)]
+    pub(super) dim: i16,
+    #[diesel(sql_type = Text)]
+    pub(super) item: String,
+    #[diesel(sql_type = BigInt)]
+    pub(super) quarter: i64,
+}
+
+/// A session's bounds now, and what the rollups last recorded for it.
+#[derive(QueryableByName, Debug)]
+pub(super) struct SessionSpan {
+    #[diesel(sql_type = BigInt)]
+    pub(super) id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(super) first_seen: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(super) last_seen: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(super) quarter: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(super) duration_us: Option<i64>,
+}
+
+/// A row to add to `rollup_seen`: a session was seen with an item in a
+/// quarter. Fields in key order, so rows sort as the table's key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Seen {
+    pub(super) session_id: i64,
+    pub(super) dim: Dim,
+    pub(super) item: String,
+    pub(super) quarter: i64,
+}
+
+/// The key of a `rollup_counts` row, in key order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct CountKey {
+    pub(super) grain: Grain,
+    pub(super) dim: Dim,
+    pub(super) unit: i64,
+    pub(super) item: String,
+}
+
+/// The key of a `rollup_visitors` row, in key order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct VisitorKey {
+    pub(super) grain: Grain,
+    pub(super) dim: Dim,
+    pub(super) unit: i64,
+    pub(super) item: String,
+    /// The last quarter before the unit in which the session was seen with
+    /// the item; -1 when none.
+    pub(super) prev: i64,
+}
+
+/// A change to one quarter's row of `rollup_stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct StatsDelta {
+    pub(super) events: i64,
+    pub(super) page_views: i64,
+    pub(super) clicks: i64,
+    /// Sessions whose first event is in the quarter.
+    pub(super) sessions: i64,
+    /// Summed duration of those sessions, µs.
+    pub(super) duration_us: i64,
+}
+
+impl StatsDelta {
+    fn add(&mut self, d: Self) {
+        self.events += d.events;
+        self.page_views += d.page_views;
+        self.clicks += d.clicks;
+        self.sessions += d.sessions;
+        self.duration_us += d.duration_us;
+    }
+
+    fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The new state of a session's `rollup_session` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SessionRollup {
+    /// The quarter of its first event (replaces the stored one).
+    pub(super) quarter: i64,
+    /// Last seen − first seen, µs (replaces the stored one).
+    pub(super) duration_us: i64,
+    /// Events to add to its counter.
+    pub(super) events: i64,
+    /// Page views to add to its counter.
+    pub(super) page_views: i64,
+}
+
+/// Everything one batch changes, in key order.
+#[derive(Default, Debug)]
+pub(super) struct Plan {
+    pub(super) seen: BTreeSet<Seen>,
+    pub(super) counts: BTreeMap<CountKey, i64>,
+    pub(super) visitors: BTreeMap<VisitorKey, i64>,
+    /// By quarter.
+    pub(super) stats: BTreeMap<i64, StatsDelta>,
+    /// By session id.
+    pub(super) sessions: BTreeMap<i64, SessionRollup>,
+}
+
+impl Plan {
+    fn count(&mut self, dim: Dim, quarter: i64, item: &str, n: i64) {
+        for (grain, unit) in [(Grain::Quarter, quarter), (Grain::Day, day_of(quarter))] {
+            let key = CountKey {
+                grain,
+                dim,
+                unit,
+                item: item.to_owned(),
+            };
+            *self.counts.entry(key).or_default() += n;
+        }
+    }
+
+    fn stat(&mut self, quarter: i64, delta: StatsDelta) {
+        self.stats.entry(quarter).or_default().add(delta);
+    }
+
+    fn drop_zeros(&mut self) {
+        self.stats.retain(|_, row| !row.is_zero());
+        self.counts.retain(|_, n| *n != 0);
+        self.visitors.retain(|_, n| *n != 0);
+    }
+}
+
+/// One visitor unit of a session and item: the session was seen with the
+/// item in `unit` (of `grain`), and last before that unit in `prev`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct VisitorUnit {
+    pub(super) grain: Grain,
+    pub(super) unit: i64,
+    pub(super) prev: i64,
+}
+
+/// Visitor units of one session and item seen in `quarters` (sorted).
+pub(super) fn visitor_units(quarters: &BTreeSet<i64>) -> Vec<VisitorUnit> {
+    let mut out = Vec::with_capacity(quarters.len() + 2);
+    let mut prev = -1;
+    let mut last_day = None;
+    for &q in quarters {
+        out.push(VisitorUnit {
+            grain: Grain::Quarter,
+            unit: q,
+            prev,
+        });
+        let day = day_of(q);
+        if last_day != Some(day) {
+            // The first quarter of a day: `prev` is the last one before it.
+            out.push(VisitorUnit {
+                grain: Grain::Day,
+                unit: day,
+                prev,
+            });
+            last_day = Some(day);
+        }
+        prev = q;
+    }
+    out
+}
+
+/// Events and page views a batch adds to one session.
+#[derive(Debug, Clone, Copy, Default)]
+struct Added {
+    events: i64,
+    page_views: i64,
+}
+
+/// Computes the changes of one batch from its facts, the quarters already
+/// seen for its sessions, and its sessions' spans.
+pub(super) fn plan(facts: &[Fact<'_>], seen: Vec<SeenRow>, spans: Vec<SessionSpan>) -> Plan {
+    let mut plan = Plan::default();
+    let mut new_seen: BTreeMap<(i64, Dim, &str), BTreeSet<i64>> = BTreeMap::new();
+    let mut added: HashMap<i64, Added> = HashMap::new();
+    for f in facts {
+        let delta = StatsDelta {
+            events: 1,
+            page_views: i64::from(f.visit),
+            clicks: i64::from(f.click),
+            ..StatsDelta::default()
+        };
+        plan.stat(f.quarter, delta);
+        for &(dim, item) in &f.items {
+            if dim != Dim::All {
+                plan.count(dim, f.quarter, item, 1);
+            }
+            new_seen
+                .entry((f.session_id, dim, item))
+                .or_default()
+                .insert(f.quarter);
+        }
+        let a = added.entry(f.session_id).or_default();
+        a.events += 1;
+        a.page_views += i64::from(f.visit);
+    }
+
+    let mut old_seen: HashMap<(i64, Dim, &str), BTreeSet<i64>> = HashMap::new();
+    for row in &seen {
+        // A dimension this version does not know is in no batch's facts.
+        let Some(dim) = Dim::from_stored(row.dim) else {
+            continue;
+        };
+        let key = (row.session_id, dim, row.item.as_str());
+        if new_seen.contains_key(&key) {
+            old_seen.entry(key).or_default().insert(row.quarter);
+        }
+    }
+    for (key, quarters) in new_seen {
+        let (session_id, dim, item) = key;
+        let old = old_seen.remove(&key).unwrap_or_default();
+        if quarters.is_subset(&old) {
+            continue;
+        }
+        let mut merged = old.clone();
+        for &quarter in &quarters {
+            if merged.insert(quarter) {
+                plan.seen.insert(Seen {
+                    session_id,
+                    dim,
+                    item: item.to_owned(),
+                    quarter,
+                });
+            }
+        }
+        for (units, sign) in [(visitor_units(&old), -1), (visitor_units(&merged), 1)] {
+            for u in units {
+                let key = VisitorKey {
+                    grain: u.grain,
+                    dim,
+                    unit: u.unit,
+                    item: item.to_owned(),
+                    prev: u.prev,
+                };
+                *plan.visitors.entry(key).or_default() += sign;
+            }
+        }
+    }
+
+    for span in spans {
+        let quarter = quarter_of(span.first_seen);
+        let duration = span.last_seen - span.first_seen;
+        let a = added.get(&span.id).copied().unwrap_or_default();
+        let old = span.quarter.zip(span.duration_us);
+        if old == Some((quarter, duration)) && a.events == 0 {
+            continue;
+        }
+        if let Some((old_quarter, old_duration)) = old {
+            let undo = StatsDelta {
+                sessions: -1,
+                duration_us: -old_duration,
+                ..StatsDelta::default()
+            };
+            plan.stat(old_quarter, undo);
+        }
+        let started = StatsDelta {
+            sessions: 1,
+            duration_us: duration,
+            ..StatsDelta::default()
+        };
+        plan.stat(quarter, started);
+        let row = SessionRollup {
+            quarter,
+            duration_us: duration,
+            events: a.events,
+            page_views: a.page_views,
+        };
+        plan.sessions.insert(span.id, row);
+    }
+    plan.drop_zeros();
+    plan
+}
+
+/// A session's earliest and latest event among a batch's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SessionBounds {
+    pub(super) session_id: i64,
+    /// Event time, µs.
+    pub(super) first: i64,
+    /// Event time, µs.
+    pub(super) last: i64,
+}
+
+/// Each session of `facts` with its earliest and latest event among them,
+/// by session id.
+pub(super) fn session_bounds(facts: &[Fact<'_>]) -> Vec<SessionBounds> {
+    let mut bounds: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for f in facts {
+        let b = bounds.entry(f.session_id).or_insert((f.at, f.at));
+        b.0 = b.0.min(f.at);
+        b.1 = b.1.max(f.at);
+    }
+    bounds
+        .into_iter()
+        .map(|(session_id, (first, last))| SessionBounds {
+            session_id,
+            first,
+            last,
+        })
+        .collect()
+}
+
+/// Each span as the bounds update will leave it: widened to the bounds of
+/// the events folded in (both sorted by session id).
+pub(super) fn widen(spans: &mut [SessionSpan], bounds: &[SessionBounds]) {
+    for span in spans {
+        if let Ok(i) = bounds.binary_search_by_key(&span.id, |b| b.session_id) {
+            span.first_seen = span.first_seen.min(bounds[i].first);
+            span.last_seen = span.last_seen.max(bounds[i].last);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

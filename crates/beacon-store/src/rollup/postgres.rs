@@ -1,0 +1,224 @@
+//! A rollup pass and the rebuild on PostgreSQL: the watermark row is locked
+//! for the whole pass, so passes run one at a time; the plan's rows travel
+//! as one array per column, expanded by `unnest`.
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::sql_types::{Array, BigInt, SmallInt, Text};
+use diesel::{sql_query, Connection, QueryResult, RunQueryDsl};
+
+use super::plan::{facts, plan, session_bounds, Fact, PendingEvent, Plan, SeenRow, SessionSpan};
+use super::{
+    pass_end, Id, RollupProgress, PENDING_COLUMNS, REBUILD_SQL, SETTLED_MAX_SQL,
+    SET_WATERMARK_TO_MAX, WATERMARK_SQL,
+};
+use crate::write::INGEST_LOCK;
+
+const PENDING_SQL: &str = "WHERE id > $1 AND id <= $2";
+const SET_WATERMARK: &str = "UPDATE rollup_watermark SET last_event_id = $1 WHERE id = 1";
+
+/// Widens `sessions.first_seen`/`last_seen` to the events being folded in:
+/// the write path upserts a session only when it is new to the writer or
+/// gets a field filled (`known.rs`), so the bounds are kept here, once per
+/// session and pass. Rows are locked in token order, the order of the
+/// writers' upserts, so the two cannot deadlock: byte order (`COLLATE "C"`),
+/// as Rust sorts the writers' tokens, whatever the database's collation.
+/// `s.id = ANY($1)` repeats the join for the planner: without it, it hashed
+/// the whole `sessions` table to find the pass's sessions (see
+/// docs/benchmarks.md).
+const MOVE_BOUNDS: &str = "WITH b AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], \
+     $3::bigint[]) AS b (id, first_seen, last_seen)), \
+     moving AS (SELECT s.id FROM sessions s JOIN b ON b.id = s.id \
+     WHERE s.id = ANY($1::bigint[]) \
+     AND (s.first_seen > b.first_seen OR s.last_seen < b.last_seen) \
+     ORDER BY s.token COLLATE \"C\" FOR UPDATE OF s) \
+     UPDATE sessions s SET first_seen = LEAST(s.first_seen, b.first_seen), \
+     last_seen = GREATEST(s.last_seen, b.last_seen) \
+     FROM b WHERE b.id = s.id AND s.id IN (SELECT id FROM moving)";
+
+/// The same for every stored event, before a rebuild: events past the
+/// watermark never go through a pass.
+const REBUILD_BOUNDS: &str = "UPDATE sessions s SET \
+     first_seen = LEAST(s.first_seen, b.first_seen), \
+     last_seen = GREATEST(s.last_seen, b.last_seen) \
+     FROM (SELECT session_id, MIN(occurred_at) AS first_seen, MAX(occurred_at) AS last_seen \
+     FROM events GROUP BY session_id) b \
+     WHERE b.session_id = s.id AND (s.first_seen > b.first_seen OR s.last_seen < b.last_seen)";
+
+/// One column of rows, for a PostgreSQL array parameter.
+fn column<'r, T, U>(rows: &'r [T], f: impl Fn(&'r T) -> U) -> Vec<U> {
+    rows.iter().map(f).collect()
+}
+
+/// Adds `facts` to the rollups.
+fn apply(conn: &mut PgConnection, facts: &[Fact<'_>]) -> QueryResult<()> {
+    if facts.is_empty() {
+        return Ok(());
+    }
+    let bounds = session_bounds(facts);
+    let sessions = column(&bounds, |b| b.session_id);
+    sql_query(MOVE_BOUNDS)
+        .bind::<Array<BigInt>, _>(&sessions)
+        .bind::<Array<BigInt>, _>(column(&bounds, |b| b.first))
+        .bind::<Array<BigInt>, _>(column(&bounds, |b| b.last))
+        .execute(conn)?;
+    let seen: Vec<SeenRow> = sql_query(
+        "SELECT session_id, dim, item, quarter FROM rollup_seen WHERE session_id = ANY($1)",
+    )
+    .bind::<Array<BigInt>, _>(&sessions)
+    .load(conn)?;
+    let spans: Vec<SessionSpan> = sql_query(
+        "SELECT s.id, s.first_seen, s.last_seen, r.quarter, r.duration_us FROM sessions s \
+         LEFT JOIN rollup_session r ON r.session_id = s.id WHERE s.id = ANY($1) ORDER BY s.id",
+    )
+    .bind::<Array<BigInt>, _>(&sessions)
+    .load(conn)?;
+    write_plan(conn, &plan(facts, seen, spans))
+}
+
+/// Writes a plan, one statement per table, rows in key order.
+fn write_plan(conn: &mut PgConnection, plan: &Plan) -> QueryResult<()> {
+    if !plan.seen.is_empty() {
+        let rows: Vec<_> = plan.seen.iter().collect();
+        sql_query(
+            "INSERT INTO rollup_seen (session_id, dim, item, quarter) \
+             SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::bigint[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind::<Array<BigInt>, _>(column(&rows, |r| r.session_id))
+        .bind::<Array<SmallInt>, _>(column(&rows, |r| r.dim.stored()))
+        .bind::<Array<Text>, _>(column(&rows, |r| r.item.as_str()))
+        .bind::<Array<BigInt>, _>(column(&rows, |r| r.quarter))
+        .execute(conn)?;
+    }
+    if !plan.counts.is_empty() {
+        let rows: Vec<_> = plan.counts.iter().collect();
+        sql_query(
+            "INSERT INTO rollup_counts (grain, dim, unit, item, n) \
+             SELECT * FROM unnest($1::smallint[], $2::smallint[], $3::bigint[], $4::text[], \
+             $5::bigint[]) ON CONFLICT (grain, dim, unit, item) \
+             DO UPDATE SET n = rollup_counts.n + EXCLUDED.n",
+        )
+        .bind::<Array<SmallInt>, _>(column(&rows, |(k, _)| k.grain.stored()))
+        .bind::<Array<SmallInt>, _>(column(&rows, |(k, _)| k.dim.stored()))
+        .bind::<Array<BigInt>, _>(column(&rows, |(k, _)| k.unit))
+        .bind::<Array<Text>, _>(column(&rows, |(k, _)| k.item.as_str()))
+        .bind::<Array<BigInt>, _>(column(&rows, |(_, n)| **n))
+        .execute(conn)?;
+    }
+    if !plan.visitors.is_empty() {
+        let rows: Vec<_> = plan.visitors.iter().collect();
+        sql_query(
+            "INSERT INTO rollup_visitors (grain, dim, unit, item, prev, n) \
+             SELECT * FROM unnest($1::smallint[], $2::smallint[], $3::bigint[], $4::text[], \
+             $5::bigint[], $6::bigint[]) ON CONFLICT (grain, dim, unit, item, prev) \
+             DO UPDATE SET n = rollup_visitors.n + EXCLUDED.n",
+        )
+        .bind::<Array<SmallInt>, _>(column(&rows, |(k, _)| k.grain.stored()))
+        .bind::<Array<SmallInt>, _>(column(&rows, |(k, _)| k.dim.stored()))
+        .bind::<Array<BigInt>, _>(column(&rows, |(k, _)| k.unit))
+        .bind::<Array<Text>, _>(column(&rows, |(k, _)| k.item.as_str()))
+        .bind::<Array<BigInt>, _>(column(&rows, |(k, _)| k.prev))
+        .bind::<Array<BigInt>, _>(column(&rows, |(_, n)| **n))
+        .execute(conn)?;
+    }
+    if !plan.stats.is_empty() {
+        let rows: Vec<_> = plan.stats.iter().collect();
+        sql_query(
+            "INSERT INTO rollup_stats (quarter, events, page_views, clicks, sessions, duration_us) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
+             $5::bigint[], $6::bigint[]) ON CONFLICT (quarter) DO UPDATE SET \
+             events = rollup_stats.events + EXCLUDED.events, \
+             page_views = rollup_stats.page_views + EXCLUDED.page_views, \
+             clicks = rollup_stats.clicks + EXCLUDED.clicks, \
+             sessions = rollup_stats.sessions + EXCLUDED.sessions, \
+             duration_us = rollup_stats.duration_us + EXCLUDED.duration_us",
+        )
+        .bind::<Array<BigInt>, _>(column(&rows, |(q, _)| **q))
+        .bind::<Array<BigInt>, _>(column(&rows, |(_, d)| d.events))
+        .bind::<Array<BigInt>, _>(column(&rows, |(_, d)| d.page_views))
+        .bind::<Array<BigInt>, _>(column(&rows, |(_, d)| d.clicks))
+        .bind::<Array<BigInt>, _>(column(&rows, |(_, d)| d.sessions))
+        .bind::<Array<BigInt>, _>(column(&rows, |(_, d)| d.duration_us))
+        .execute(conn)?;
+    }
+    if !plan.sessions.is_empty() {
+        let rows: Vec<_> = plan.sessions.iter().collect();
+        sql_query(
+            "INSERT INTO rollup_session (session_id, quarter, duration_us, events, page_views) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
+             $5::bigint[]) ON CONFLICT (session_id) DO UPDATE SET \
+             quarter = EXCLUDED.quarter, duration_us = EXCLUDED.duration_us, \
+             events = rollup_session.events + EXCLUDED.events, \
+             page_views = rollup_session.page_views + EXCLUDED.page_views",
+        )
+        .bind::<Array<BigInt>, _>(column(&rows, |(id, _)| **id))
+        .bind::<Array<BigInt>, _>(column(&rows, |(_, s)| s.quarter))
+        .bind::<Array<BigInt>, _>(column(&rows, |(_, s)| s.duration_us))
+        .bind::<Array<BigInt>, _>(column(&rows, |(_, s)| s.events))
+        .bind::<Array<BigInt>, _>(column(&rows, |(_, s)| s.page_views))
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// One pass: folds at most `limit` settled events past the watermark.
+pub(super) fn roll_up(conn: &mut PgConnection, limit: usize) -> QueryResult<RollupProgress> {
+    // No insert is running while this short transaction holds the lock, so
+    // every id up to the maximum belongs to a finished transaction. Inserts
+    // queue behind the lock request, so it gives up rather than wait for
+    // an insert that hangs: the next pass tries again.
+    let settled = conn
+        .transaction(|conn| {
+            conn.batch_execute(&format!(
+                "SET LOCAL lock_timeout = '2s'; SELECT pg_advisory_xact_lock({INGEST_LOCK})"
+            ))?;
+            sql_query(SETTLED_MAX_SQL).get_result::<Id>(conn)
+        })?
+        .id;
+    conn.transaction(|conn| {
+        let from = sql_query(format!("{WATERMARK_SQL} FOR UPDATE"))
+            .get_result::<Id>(conn)?
+            .id;
+        if from >= settled {
+            return Ok(RollupProgress {
+                applied: 0,
+                caught_up: true,
+            });
+        }
+        let to = pass_end(from, settled, limit);
+        let events: Vec<PendingEvent> = sql_query(format!(
+            "SELECT {PENDING_COLUMNS} FROM events {PENDING_SQL}"
+        ))
+        .bind::<BigInt, _>(from)
+        .bind::<BigInt, _>(to)
+        .load(conn)?;
+        apply(conn, &facts(&events))?;
+        sql_query(SET_WATERMARK)
+            .bind::<BigInt, _>(to)
+            .execute(conn)?;
+        Ok(RollupProgress {
+            applied: events.len(),
+            caught_up: to == settled,
+        })
+    })
+}
+
+/// Recomputes every rollup (see `Store::rebuild_rollups`).
+pub(super) fn rebuild(conn: &mut PgConnection) -> QueryResult<()> {
+    conn.transaction(|conn| {
+        // The watermark row first: a rollup pass waits for the rebuild (and
+        // the rebuild for a running pass).
+        sql_query(format!("{WATERMARK_SQL} FOR UPDATE")).get_result::<Id>(conn)?;
+        conn.batch_execute("LOCK TABLE events IN SHARE MODE")?;
+        conn.batch_execute(REBUILD_BOUNDS)?;
+        conn.batch_execute(REBUILD_SQL)?;
+        conn.batch_execute(SET_WATERMARK_TO_MAX)
+    })?;
+    // VACUUM sets the visibility map, without which the top lists'
+    // index-only scans would visit the table after all (one statement per
+    // call: VACUUM refuses to run in the implicit transaction of a
+    // multi-statement string).
+    conn.batch_execute("VACUUM (ANALYZE) rollup_counts, rollup_visitors")?;
+    conn.batch_execute("ANALYZE rollup_seen, rollup_session, rollup_stats")
+}
