@@ -9,6 +9,13 @@
   const numberFormat = new Intl.NumberFormat();
   const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+  const dayTimeFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  // A time of today, or a day and time for anything older.
+  const when = (iso) => {
+    const t = new Date(iso);
+    return (t.toDateString() === new Date().toDateString() ? timeFormat : dayTimeFormat).format(t);
+  };
 
   // Tables of the live panel and of the history. Later capabilities
   // (countries, devices, bots, anomalies) add an entry here; a live table
@@ -207,7 +214,7 @@
     $("feed").replaceChildren(...(s.recent_events || []).map((e) => {
       const label = e.metadata && e.metadata.label ? ` “${e.metadata.label}”` : "";
       return el("li", { "data-type": e.type },
-        el("time", { datetime: e.timestamp, text: timeFormat.format(new Date(e.timestamp)) }),
+        el("time", { datetime: e.timestamp, text: when(e.timestamp) }),
         el("span", { class: "type", text: e.type }), `${e.url || ""}${label}`);
     }));
   }
@@ -264,7 +271,9 @@
     history.setAttribute("aria-busy", "true");
     $("history-error").textContent = "";
     const last = addDays(range.toDate, -1);
-    $("range-label").textContent = `${dateTimeFormat.format(range.fromDate)} to the end of ${last.toLocaleDateString()} (${tz})`;
+    const days = isoDate(range.fromDate) === isoDate(last) ? dateFormat.format(last)
+      : `${dateFormat.format(range.fromDate)} to ${dateFormat.format(last)}`;
+    $("range-label").textContent = `${days}, ${range.interval === "hourly" ? "per hour" : "per day"} (${tz})`;
     const params = { from: range.from, to: range.to, tz };
     for (const [format, id] of [["csv", "export-csv"], ["ndjson", "export-ndjson"]]) {
       $(id).href = `/events?${new URLSearchParams({ from: range.from, to: range.to, format })}`;
@@ -318,10 +327,15 @@
     const width = Math.max(280, container.clientWidth);
     const grid = { stroke: cssVar("--line") };
     const axis = { stroke: cssVar("--muted"), grid, ticks: grid };
+    const daily = stats.interval === "day";
+    const xAxis = daily
+      ? { ...axis, space: 60, incrs: [86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400],
+          values: (u, splits) => splits.map((x) => dateFormat.format(new Date(x * 1000))) }
+      : axis;
     chart = new window.uPlot({
       width, height: 280,
       scales: { x: { time: true } },
-      axes: [axis, axis],
+      axes: [xAxis, axis],
       series: [
         { label: "Time" },
         { label: "Page views", stroke: cssVar("--accent"), width: 2, fill: "transparent" },
@@ -376,7 +390,7 @@
       const { session, events } = await api(`/sessions/${encodeURIComponent(token)}`);
       $("timeline-title").textContent = `Session started ${dateTimeFormat.format(new Date(session.first_seen))}: ${events.length} events, ${duration(session.duration_seconds)}`;
       $("timeline-events").replaceChildren(...events.map((e) => el("li", { "data-type": e.type },
-        el("time", { datetime: e.timestamp, text: timeFormat.format(new Date(e.timestamp)) }),
+        el("time", { datetime: e.timestamp, text: when(e.timestamp) }),
         el("span", { class: "type", text: e.type }),
         `${e.url || ""}${e.label ? ` “${e.label}”` : ""}`)));
       $("timeline").hidden = false;
