@@ -5,6 +5,7 @@ works at desktop and phone width."""
 
 import csv
 import io
+import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -211,3 +212,24 @@ def test_the_dashboard_fits_desktop_and_phone_widths_in_both_colour_schemes(new_
     assert page.evaluate("document.documentElement.scrollWidth") <= width, "no sideways scrolling"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"dashboard-{width}-{scheme}.png"), full_page=True)
+    # The first screen, as in the README (docs/images/dashboard.png).
+    page.screenshot(path=str(SCREENSHOTS / f"dashboard-{width}-{scheme}-first-screen.png"))
+
+
+def test_a_first_visit_transfers_under_150_kb_and_the_tracker_under_2_kb(new_page, beacon):
+    page = new_page()
+    sign_in(page, beacon)
+    history_loaded(page)
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    entries = page.evaluate("""() => [...performance.getEntriesByType('navigation'),
+        ...performance.getEntriesByType('resource')].map(e =>
+        ({name: e.name, transfer: e.transferSize, encoded: e.encodedBodySize, decoded: e.decodedBodySize}))""")
+    assert sum(e["transfer"] for e in entries) < 150_000, entries
+    static = [e for e in entries if "/dashboard/" in e["name"] or e["name"] == beacon.url("/")]
+    assert len(static) == 5, static
+    assert all(e["encoded"] < e["decoded"] for e in static), "every static file travels gzipped"
+
+    request = urllib.request.Request(beacon.url("/beacon.js"), headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert len(response.read()) < 2048
