@@ -233,3 +233,40 @@ def test_a_first_visit_transfers_under_150_kb_and_the_tracker_under_2_kb(new_pag
     with urllib.request.urlopen(request) as response:
         assert response.headers["Content-Encoding"] == "gzip"
         assert len(response.read()) < 2048
+
+
+def test_the_live_panel_shows_a_lost_connection_and_reconnects_by_itself(new_page, console):
+    console.allow(r"ERR_CONNECTION_REFUSED|ERR_INCOMPLETE_CHUNKED_ENCODING|status of 503")
+    server = Beacon(token=None)
+    port = server.port
+    try:
+        page = new_page()
+        page.goto(server.url("/"))
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+        server.stop()
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "disconnected")
+        server = Beacon(token=None, port=port)
+        url = f"https://site.example/back/{uuid.uuid4()}"
+        server.track([{"type": "visit", "sessionId": "back-1", "url": url}])
+        # EventSource retries after the stream's `retry:` (5 s): waited for,
+        # not timed.
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "live", timeout=30_000)
+        expect(page.locator("#feed")).to_contain_text(url)
+    finally:
+        server.stop()
+
+
+def test_the_keyboard_alone_reaches_and_opens_a_session(new_page, beacon):
+    page = new_page()
+    sign_in(page, beacon)
+    history_loaded(page)
+    target = page.locator("#sessions tbody button").first
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        if target.evaluate("b => b === document.activeElement"):
+            break
+    else:
+        raise AssertionError("Tab never reached the sessions list")
+    page.keyboard.press("Enter")
+    expect(page.locator("#timeline")).to_be_visible()
+    assert page.evaluate("document.activeElement.id") == "timeline-title", "focus moves to the timeline"

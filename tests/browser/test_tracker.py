@@ -216,3 +216,23 @@ def test_custom_events_and_the_endpoint_override_reach_the_given_server(new_page
         assert beacon.events(session=sid) == []
     finally:
         other.stop()
+
+
+def test_heartbeats_are_sent_only_while_the_page_is_visible(new_page, site, beacon):
+    home, _ = spa_page(site, beacon, "heartbeat")
+    site.pages["/heartbeat/"] = site.pages["/heartbeat/"].replace('data-heartbeat="0"', 'data-heartbeat="1"')
+    page = new_page()
+    page.clock.install()  # the page's timers run only when the test says
+    page.goto(home)
+    sid = page.evaluate("sessionStorage.getItem('beacon_sid')")
+    page.clock.run_for(1000)  # visible: one heartbeat
+    hide(page)
+    page.clock.run_for(5000)  # hidden: none
+    show(page)
+    page.evaluate("beacon('marker')")
+    hide(page)  # flushes the marker at once
+    stored = beacon.wait_for(
+        lambda: (lambda ev: ev if any(e["type"] == "marker" for e in ev) else None)(beacon.events(session=sid)),
+        "the marker event",
+    )
+    assert [e["type"] for e in stored].count("heartbeat") == 1

@@ -149,10 +149,15 @@
   let source = null, reconnectTimer = 0, staleTimer = 0;
   const spark = [];
 
-  function liveStatus(state, text) {
+  // The state is a live region, announced when it changes; the time of
+  // the last update is not, or a screen reader would read it every tick.
+  function liveStatus(state, text, updated) {
     const node = $("live-status");
-    node.dataset.state = state;
-    node.textContent = text;
+    if (node.dataset.state !== state || node.textContent !== text) {
+      node.dataset.state = state;
+      node.textContent = text;
+    }
+    if (updated !== undefined) $("live-updated").textContent = updated;
   }
 
   function stopLive() {
@@ -175,7 +180,7 @@
     source.onerror = () => {
       // EventSource retries by itself after a dropped connection; after a
       // refused one (401, 503) it gives up, and we start over ourselves.
-      liveStatus("disconnected", "Disconnected: reconnecting…");
+      liveStatus("disconnected", "Disconnected: reconnecting…", "");
       if (source && source.readyState === EventSource.CLOSED) {
         clearTimeout(reconnectTimer);
         reconnectTimer = setTimeout(async () => {
@@ -193,8 +198,9 @@
     // No snapshot for a while means the data on screen is old.
     clearTimeout(staleTimer);
     staleTimer = setTimeout(() => liveStatus("stale", "Stale: no update for 30 s"), 30000);
-    if (s.stale) liveStatus("stale", "Stale: the database is unreachable");
-    else liveStatus("live", `Live, updated ${timeFormat.format(new Date(s.timestamp))}`);
+    const updated = `updated ${timeFormat.format(new Date(s.timestamp))}`;
+    if (s.stale) liveStatus("stale", "Stale: the database is unreachable", updated);
+    else liveStatus("live", "Live", updated);
     setFigure($("live-active"), s.active_users);
     setFigure($("live-visits"), s.visits_last_min);
     if (s.events_last_min != null) setFigure($("live-events"), s.events_last_min);
@@ -203,8 +209,10 @@
     if (spark.length > 60) spark.shift();
     const max = Math.max(1, ...spark);
     const step = 300 / Math.max(1, spark.length - 1);
-    $("sparkline").firstElementChild.setAttribute("points",
-      spark.map((v, i) => `${(i * step).toFixed(1)},${(38 - (v / max) * 36).toFixed(1)}`).join(" "));
+    const points = spark.map((v, i) => `${(i * step).toFixed(1)},${(38 - (v / max) * 36).toFixed(1)}`);
+    $("sparkline").querySelector("polyline").setAttribute("points", points.join(" "));
+    $("sparkline").querySelector("polygon").setAttribute("points",
+      `0,40 ${points.join(" ")} ${((spark.length - 1) * step).toFixed(1)},40`);
     $("sparkline").setAttribute("aria-label", `Events in the last minute, latest ${spark.at(-1)}, highest ${max}`);
 
     const tables = $("live-tables");
