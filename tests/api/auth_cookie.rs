@@ -71,6 +71,16 @@ async fn the_signin_cookie_opens_every_read_endpoint_and_signout_removes_it(db: 
     assert!(wrong.headers().get("set-cookie").is_none());
     assert_eq!(error_code(wrong, 401).await, "unauthorized");
 
+    let garbled = app
+        .client
+        .post(format!("{}/auth/signin", app.address))
+        .body(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(garbled.headers().get("set-cookie").is_none());
+    assert_eq!(error_code(garbled, 400).await, "invalid_parameter");
+
     let right = sign_in(&app, TOKEN).await;
     assert_eq!(right.status(), 200);
     let (cookie, header) = cookie_of(&right);

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::session_cookie;
 use crate::state::AppState;
 
-/// The body: `{"token": "…"}`.
+/// The body: `{"token": "…"}`, read as JSON whatever the Content-Type.
 #[derive(Deserialize)]
 pub struct SignIn {
     token: String,
@@ -21,8 +21,14 @@ pub struct SignIn {
 pub async fn signin(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<SignIn>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    // Read as JSON whatever the Content-Type, like /track, and answered in
+    // Beacon's error shape when it is not.
+    let body: SignIn = serde_json::from_slice(&body).map_err(|_| ApiError::BadParameter {
+        name: "token",
+        message: r#"the body must be {"token": "<read token>"}"#.to_owned(),
+    })?;
     let Some(expected) = state.read_token.as_ref() else {
         return Ok(HttpResponse::Ok().json(json!({"ok": true, "token_required": false})));
     };
