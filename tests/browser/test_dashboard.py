@@ -8,6 +8,7 @@ import io
 import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
@@ -15,6 +16,12 @@ from playwright.sync_api import expect
 from conftest import SCREENSHOTS, TIMEZONE, USER_AGENT, Beacon
 
 TOKEN = "dashboard-test-token"
+
+
+def iso_start_of(day):
+    """The UTC instant the dashboard sends for the start of a local day."""
+    start = datetime.combine(day, datetime.min.time(), ZoneInfo(TIMEZONE))
+    return iso(start)
 
 
 def iso(t):
@@ -134,6 +141,24 @@ def test_the_dashboard_shows_the_apis_figures_and_a_range_change_updates_them(ne
     page.select_option("#range", "30d")
     expect(page.locator("#history")).to_have_attribute("data-interval", "daily")
     check_history_against_api(page, beacon)
+
+    page.select_option("#range", "yesterday")
+    expect(page.locator("#history")).to_have_attribute("data-interval", "hourly")
+    check_history_against_api(page, beacon)
+
+    # A custom range of two days of the browser's calendar, ending the day
+    # before yesterday: the two older sessions, and nothing of today.
+    local_today = datetime.now(ZoneInfo(TIMEZONE)).date()
+    page.select_option("#range", "custom")
+    page.fill("#from", (local_today - timedelta(days=3)).isoformat())
+    page.fill("#to", (local_today - timedelta(days=2)).isoformat())
+    page.click("#custom button[type=submit]")
+    expect(page.locator("#history")).to_have_attribute(
+        "data-from", iso_start_of(local_today - timedelta(days=3))
+    )
+    custom = check_history_against_api(page, beacon)
+    assert custom["interval"] == "hour"
+    assert custom["totals"]["events"] <= 6
 
 
 def test_a_sessions_timeline_lists_its_events(new_page, beacon):
