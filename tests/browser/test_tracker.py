@@ -236,3 +236,21 @@ def test_heartbeats_are_sent_only_while_the_page_is_visible(new_page, site, beac
         "the marker event",
     )
     assert [e["type"] for e in stored].count("heartbeat") == 1
+
+
+def test_a_long_queue_is_sent_in_several_batches_when_the_page_is_hidden(new_page, site, beacon):
+    home, _ = spa_page(site, beacon, "many")
+    page = new_page()
+    bodies = []
+    page.on("request", lambda r: posted(r) and bodies.append(len(posted(r))))
+    page.goto(home)
+    sid = page.evaluate("sessionStorage.getItem('beacon_sid')")
+    page.evaluate("for (let i = 0; i < 250; i++) beacon('tick', {i})")
+    hide(page)
+    stored = beacon.wait_for(
+        lambda: (lambda ev: ev if len(ev) >= 251 else None)(beacon.events(session=sid)),
+        "every queued event",
+    )
+    assert sorted(e["metadata"]["i"] for e in stored if e["type"] == "tick") == list(range(250))
+    assert len(stored) == 251
+    assert max(bodies) <= 100, "no request carries more than 100 events"

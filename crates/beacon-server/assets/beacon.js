@@ -22,25 +22,27 @@
     q.push({ id: w.crypto && crypto.randomUUID ? crypto.randomUUID() : rnd() + rnd() + rnd(),
       type: type, data: data || {}, url: L.href, referrer: d.referrer,
       timestamp: new Date().toISOString(), sessionId: sid, userAgent: navigator.userAgent });
+    if (q.length > 500) q.splice(0, q.length - 500); // a server away for long
     put(K, JSON.stringify(q));
-    later(q.length > 20 ? 0 : 1e3);
+    if (q.length > 20) flush(); else later(1e3);
   }
   function later(ms) { if (!timer) timer = setTimeout(flush, ms); }
   function not(list) { return function (e) { return list.indexOf(e) < 0; }; }
 
   function flush() {
     clearTimeout(timer); timer = 0;
-    var b = q.filter(not(fly));
+    var b = q.filter(not(fly)).slice(0, 100);
     if (!b.length) return;
     fly = fly.concat(b);
     function done(ok) {
       fly = fly.filter(not(b));
-      if (ok) { q = q.filter(not(b)); put(K, JSON.stringify(q)); back = 1e3; }
+      if (ok) { q = q.filter(not(b)); put(K, JSON.stringify(q)); back = 1e3; if (q.length) later(0); }
       else { later(back); back = Math.min(back * 2, 6e4); }
     }
     fetch(url, { method: "POST", body: JSON.stringify({ batch: b }), keepalive: true })
       .then(function (r) { done(r.status < 500 && r.status != 429 && r.status != 408); },
         function () { done(0); });
+    if (q.some(not(fly))) flush(); // more than one batch's worth
   }
 
   function key() { return hash ? L.href : L.href.split("#")[0]; }

@@ -110,7 +110,8 @@ impl Asset {
     /// The response to a GET of this file: 304 when the client's copy is
     /// current, else the file, gzipped when the client accepts it.
     pub fn respond(&self, req: &HttpRequest) -> HttpResponse {
-        let mut response = if not_modified(req, &self.etag) {
+        let fresh = not_modified(req, &self.etag);
+        let mut response = if fresh {
             HttpResponse::NotModified()
         } else {
             HttpResponse::Ok()
@@ -120,7 +121,7 @@ impl Asset {
             .insert_header((header::CACHE_CONTROL, self.cache_control))
             .insert_header((header::VARY, "Accept-Encoding"))
             .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
-        if not_modified(req, &self.etag) {
+        if fresh {
             return response.finish();
         }
         response.insert_header((header::CONTENT_TYPE, self.content_type));
