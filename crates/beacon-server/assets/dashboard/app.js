@@ -113,10 +113,16 @@
   $("signin-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const token = $("token").value;
-    const response = await fetch("/auth/signin", {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token }),
-    });
+    let response;
+    try {
+      response = await fetch("/auth/signin", {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token }),
+      });
+    } catch {
+      $("signin-error").textContent = "Cannot reach Beacon: try again.";
+      return;
+    }
     if (!response.ok) {
       $("signin-error").textContent = response.status === 401 ? "Wrong token." : `Sign-in failed (${response.status}).`;
       $("token").select();
@@ -128,7 +134,12 @@
   });
 
   $("signout").addEventListener("click", async () => {
-    await fetch("/auth/signout", { method: "POST", credentials: "same-origin" });
+    try {
+      await fetch("/auth/signout", { method: "POST", credentials: "same-origin" });
+    } catch {
+      $("history-error").textContent = "Cannot reach Beacon: not signed out, try again.";
+      return;
+    }
     showSignIn();
   });
 
