@@ -129,7 +129,8 @@ def test_the_dashboard_shows_the_apis_figures_and_a_range_change_updates_them(ne
     sign_in(page, beacon)
     expect(page.locator("#dashboard")).to_be_visible()
     week = check_history_against_api(page, beacon)
-    assert week["interval"] == "day" and week["totals"]["events"] == 11
+    # The known data set, and whatever the live test has posted meanwhile.
+    assert week["interval"] == "day" and week["totals"]["events"] >= 11
 
     page.select_option("#range", "today")
     expect(page.locator("#history")).to_have_attribute("data-interval", "hourly")
