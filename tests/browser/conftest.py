@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 BEACON_BIN = os.environ.get("BEACON_BIN", str(ROOT / "target" / "debug" / "beacon"))
@@ -31,6 +31,9 @@ USER_AGENT = (
     "Chrome/131.0.0.0 Safari/537.36"
 )
 TIMEZONE = "Europe/Berlin"
+# Waits, not timings: CI machines are shared and slow, and what the tests
+# check is that a thing appears, not how fast.
+expect.set_options(timeout=15_000)
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -3,6 +3,7 @@ what it stores for a visit with single-page navigation, clicks, a scroll,
 hiding and leaving the page, and how it survives a failed flush."""
 
 import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -220,14 +221,18 @@ def test_custom_events_and_the_endpoint_override_reach_the_given_server(new_page
 
 def test_heartbeats_are_sent_only_while_the_page_is_visible(new_page, site, beacon):
     home, _ = spa_page(site, beacon, "heartbeat")
-    site.pages["/heartbeat/"] = site.pages["/heartbeat/"].replace('data-heartbeat="0"', 'data-heartbeat="1"')
+    site.pages["/heartbeat/"] = site.pages["/heartbeat/"].replace('data-heartbeat="0"', 'data-heartbeat="60"')
     page = new_page()
-    page.clock.install()  # the page's timers run only when the test says
+    # The page's clock is playwright's: it runs at the real pace until
+    # paused, well short of the heartbeat period, then only as told.
+    start = datetime.now(timezone.utc)
+    page.clock.install(time=start)
     page.goto(home)
+    page.clock.pause_at(start + timedelta(seconds=30))
     sid = page.evaluate("sessionStorage.getItem('beacon_sid')")
-    page.clock.run_for(1000)  # visible: one heartbeat
+    page.clock.run_for(60_000)  # visible: one heartbeat
     hide(page)
-    page.clock.run_for(5000)  # hidden: none
+    page.clock.run_for(300_000)  # hidden for five periods: none
     show(page)
     page.evaluate("beacon('marker')")
     hide(page)  # flushes the marker at once
