@@ -115,11 +115,11 @@ def check_history_against_api(page, beacon):
 
     events = beacon.events(**{"from": shown["from"], "to": shown["to"]})
     assert totals["events"] == len(events)
-    exported = page.request.get(beacon.url(page.get_attribute("#export-csv", "href")))
+    exported = page.request.get(page.eval_on_selector("#export-csv", "a => a.href"))
     assert exported.ok and exported.headers["content-type"].startswith("text/csv")
     records = list(csv.reader(io.StringIO(exported.text())))
     assert len(records) - 1 == len(events), "the CSV export holds the range's events"
-    ndjson = page.request.get(beacon.url(page.get_attribute("#export-ndjson", "href")))
+    ndjson = page.request.get(page.eval_on_selector("#export-ndjson", "a => a.href"))
     assert ndjson.ok and len(ndjson.text().splitlines()) == len(events)
     return stats
 

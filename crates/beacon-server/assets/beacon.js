@@ -9,7 +9,7 @@
   } catch (e) { /* storage blocked: track without it */ }
   if (!s || !w.fetch) return;
   function at(n) { return s.getAttribute("data-" + n); }
-  var url = at("endpoint") || new URL(s.src, L.href).origin + "/track",
+  var url = at("endpoint") || new URL("track", s.src).href,
     hash = at("hash") != null, beat = +(at("heartbeat") || 30) * 1e3;
   function get(k) { try { return ss.getItem(k); } catch (e) { return null; } }
   function put(k, v) { try { ss.setItem(k, v); } catch (e) { /* full or blocked */ } }

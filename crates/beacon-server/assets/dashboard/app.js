@@ -1,5 +1,6 @@
 // Beacon's built-in dashboard. Plain JavaScript, run as written: no build
-// step. It reads only Beacon's own read API (docs/api.md) on its own origin;
+// step. It reads only Beacon's own read API (docs/api.md) on its own origin,
+// by relative URLs, so it also works behind a proxy under a path prefix;
 // when a read token is set, the session cookie from /auth/signin carries it.
 "use strict";
 
@@ -26,9 +27,9 @@
     { field: "top_clicks", title: "Top clicks, 24 hours", item: "label", itemTitle: "Label", value: "count", valueTitle: "Clicks" },
   ];
   const TOP_TABLES = [
-    { path: "/top-pages", id: "top-pages", title: "Top pages", item: "url", itemTitle: "Page" },
-    { path: "/top-referrers", id: "top-referrers", title: "Top referrers", item: "referrer", itemTitle: "Referrer" },
-    { path: "/top-clicks", id: "top-clicks", title: "Top clicks", item: "label", itemTitle: "Label" },
+    { path: "top-pages", id: "top-pages", title: "Top pages", item: "url", itemTitle: "Page" },
+    { path: "top-referrers", id: "top-referrers", title: "Top referrers", item: "referrer", itemTitle: "Referrer" },
+    { path: "top-clicks", id: "top-clicks", title: "Top clicks", item: "label", itemTitle: "Label" },
   ];
   const TOTALS = [
     ["page_views", "Page views"], ["visitors", "Visitors"], ["events", "Events"],
@@ -82,7 +83,7 @@
   async function start() {
     let status;
     try {
-      status = await api("/auth/status");
+      status = await api("auth/status");
     } catch (error) {
       $("access").hidden = false;
       $("access").textContent = `Cannot reach Beacon: ${error.message}`;
@@ -115,7 +116,7 @@
     const token = $("token").value;
     let response;
     try {
-      response = await fetch("/auth/signin", {
+      response = await fetch("auth/signin", {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token }),
       });
@@ -135,7 +136,7 @@
 
   $("signout").addEventListener("click", async () => {
     try {
-      await fetch("/auth/signout", { method: "POST", credentials: "same-origin" });
+      await fetch("auth/signout", { method: "POST", credentials: "same-origin" });
     } catch {
       $("history-error").textContent = "Cannot reach Beacon: not signed out, try again.";
       return;
@@ -181,7 +182,7 @@
   function startLive() {
     stopLive();
     liveStatus("connecting", "Connecting…");
-    source = new EventSource("/stream");
+    source = new EventSource("stream");
     source.onmessage = (event) => {
       let snapshot;
       try { snapshot = JSON.parse(event.data); } catch { return; }
@@ -196,7 +197,7 @@
         clearTimeout(reconnectTimer);
         reconnectTimer = setTimeout(async () => {
           try {
-            const status = await api("/auth/status");
+            const status = await api("auth/status");
             if (status.token_required && !status.authorized) return showSignIn("Your sign-in has ended: enter the read token again.");
           } catch { /* still unreachable: try the stream anyway */ }
           startLive();
@@ -295,20 +296,20 @@
     $("range-label").textContent = `${days}, ${range.interval === "hourly" ? "per hour" : "per day"} (${tz})`;
     const params = { from: range.from, to: range.to, tz };
     for (const [format, id] of [["csv", "export-csv"], ["ndjson", "export-ndjson"]]) {
-      $(id).href = `/events?${new URLSearchParams({ from: range.from, to: range.to, format })}`;
+      $(id).href = `events?${new URLSearchParams({ from: range.from, to: range.to, format })}`;
       $(id).setAttribute("download", `beacon-events-${isoDate(range.fromDate)}-${isoDate(last)}.${format}`);
     }
     const loaded = range;
     try {
       const [stats, ...tops] = await Promise.all([
-        api(`/stats/${range.interval}`, params),
+        api(`stats/${range.interval}`, params),
         ...TOP_TABLES.map((spec) => api(spec.path, { ...params, limit: 10 })),
       ]);
       if (loaded !== range) return; // a newer range was asked for meanwhile
       renderTotals(stats.totals);
       renderChart(stats);
       $("top-tables").replaceChildren(...TOP_TABLES.map((spec, i) =>
-        table(spec, tops[i].items, [["count", spec.path === "/top-clicks" ? "Clicks" : "Views"], ["visitors", "Visitors"]])));
+        table(spec, tops[i].items, [["count", spec.path === "top-clicks" ? "Clicks" : "Views"], ["visitors", "Visitors"]])));
       await loadSessions(true);
     } catch (error) {
       handle(error, "history-error");
@@ -376,7 +377,7 @@
   async function loadSessions(reset) {
     const params = { from: range.from, to: range.to, limit: 25 };
     if (!reset && sessionsCursor) params.cursor = sessionsCursor;
-    const page = await api("/sessions", params);
+    const page = await api("sessions", params);
     const body = $("sessions").tBodies[0];
     if (reset) { body.replaceChildren(); $("timeline").hidden = true; }
     for (const s of page.sessions) {
@@ -406,7 +407,7 @@
 
   async function showSession(token) {
     try {
-      const { session, events } = await api(`/sessions/${encodeURIComponent(token)}`);
+      const { session, events } = await api(`sessions/${encodeURIComponent(token)}`);
       $("timeline-title").textContent = `Session started ${dateTimeFormat.format(new Date(session.first_seen))}: ${events.length} events, ${duration(session.duration_seconds)}`;
       $("timeline-events").replaceChildren(...events.map((e) => el("li", { "data-type": e.type },
         el("time", { datetime: e.timestamp, text: when(e.timestamp) }),
