@@ -6,6 +6,7 @@
 
 mod abuse;
 mod auth;
+mod auth_cookie;
 mod faults;
 mod helpers;
 mod history;

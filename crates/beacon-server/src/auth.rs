@@ -1,6 +1,7 @@
 //! Read access control: when a read token is configured, every read
 //! endpoint requires it, as `Authorization: Bearer <token>` or, for
-//! `EventSource` (which cannot send headers), as `?token=<token>`.
+//! `EventSource` (which cannot send headers), as `?token=<token>`; or,
+//! from the built-in dashboard, as its session cookie.
 //!
 //! Applied as a middleware on each read resource (inside CORS, so a
 //! preflight is answered and a 401 still carries CORS headers). The token is
@@ -11,9 +12,11 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{web, HttpRequest};
 
+use crate::config::ReadToken;
 use crate::error::ApiError;
+use crate::session_cookie;
 use crate::state::AppState;
 
 /// Lets the request through when no token is configured or the right one is
@@ -25,21 +28,31 @@ pub async fn require_read_token(
     let expected = req
         .app_data::<web::Data<AppState>>()
         .and_then(|state| state.read_token.clone());
-    if let Some(expected) = expected {
-        match presented(&req) {
-            None => return Err(ApiError::Unauthorized { invalid: false }.into()),
-            Some(given) if !constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) => {
-                return Err(ApiError::Unauthorized { invalid: true }.into())
-            }
-            Some(_) => {}
-        }
-    }
+    authorized(req.request(), expected.as_ref())?;
     next.call(req).await
+}
+
+/// Whether the request may read: no token is configured, or it carries the
+/// token (bearer header, else `token` query parameter), or, carrying
+/// neither, a valid dashboard session cookie ([`crate::session_cookie`]).
+pub fn authorized(req: &HttpRequest, expected: Option<&ReadToken>) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    match presented(req) {
+        Some(given) if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::Unauthorized { invalid: true }),
+        None => match req.cookie(session_cookie::NAME) {
+            Some(cookie) if session_cookie::verify(expected.expose(), cookie.value()) => Ok(()),
+            Some(_) => Err(ApiError::Unauthorized { invalid: true }),
+            None => Err(ApiError::Unauthorized { invalid: false }),
+        },
+    }
 }
 
 /// The token the request carries: the `Authorization: Bearer` header first,
 /// else the `token` query parameter.
-fn presented(req: &ServiceRequest) -> Option<String> {
+fn presented(req: &HttpRequest) -> Option<String> {
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.trim().split_once(' ')?;

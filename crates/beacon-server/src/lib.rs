@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod app;
+pub mod assets;
 pub mod auth;
 pub mod config;
 mod error;
@@ -9,6 +10,7 @@ pub mod ingest;
 pub mod live;
 mod rollups;
 pub mod routes;
+pub mod session_cookie;
 mod state;
 
 pub use app::{open_store, Application, StartError, StopHandle};

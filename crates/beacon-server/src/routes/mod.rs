@@ -1,13 +1,18 @@
 //! The route table, shared by the binary and the tests.
 
+mod auth_status;
+mod dashboard;
 mod events;
 mod metrics;
 pub mod params;
 mod sessions;
+mod signin;
+mod signout;
 pub mod stats;
 mod stream;
 mod top;
 mod track;
+mod tracker;
 mod up;
 
 use actix_cors::Cors;
@@ -66,6 +71,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, origins: &Origins, extras: &Extra
     .service(read("/top-clicks", d, web::get().to(top::clicks)))
     .service(read("/metrics", d, web::get().to(metrics::metrics)))
     .route("/up", web::get().to(up::up))
+    .route("/", web::get().to(dashboard::index))
+    .route("/dashboard/{file}", web::get().to(dashboard::file))
+    .route("/beacon.js", web::get().to(tracker::tracker))
+    .route("/auth/status", web::get().to(auth_status::status))
+    .route("/auth/signin", web::post().to(signin::signin))
+    .route("/auth/signout", web::post().to(signout::signout))
     .default_service(web::to(|| async { Err::<(), _>(ApiError::NotFound) }));
 }
 
