@@ -2,13 +2,16 @@
 
 mod app;
 pub mod auth;
+pub mod clock;
 pub mod config;
 mod error;
 pub mod ingest;
 pub mod live;
+mod rate_limit;
 mod rollups;
 pub mod routes;
 mod state;
+mod tasks;
 
 pub use app::{open_store, Application, StartError, StopHandle};
 pub use config::{Cli, Command, Config};

@@ -5,7 +5,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use beacon_store::rollup::{quarter_of, QUARTER_US};
 use beacon_store::TopDimension;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration};
 use serde_json::{json, Map, Value};
 
 use super::params::{blocking, rfc3339, Params};
@@ -41,7 +41,7 @@ async fn top(
 ) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(req.query_string())?;
     let tz = p.tz()?;
-    let to = p.time("to", tz)?.unwrap_or_else(Utc::now);
+    let to = p.time("to", tz)?.unwrap_or_else(|| state.clock.now());
     let from = p.time("from", tz)?.unwrap_or(to - Duration::days(30));
     if from >= to {
         return Err(ApiError::BadParameter {
