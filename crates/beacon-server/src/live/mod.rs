@@ -222,23 +222,25 @@ mod tests {
     /// second time (which a dashboard would see as a repeated id).
     #[test]
     fn a_stream_opened_during_a_tick_never_receives_its_first_frame_twice() {
+        // The time plays no part here: every tick and opening uses one.
+        let now: DateTime<Utc> = "2026-11-30T10:00:00Z".parse().unwrap_or_default();
         let live = Arc::new(Live::new(
             LiveConfig::default(),
             Duration::from_secs(1),
-            Utc::now(),
+            now,
         ));
-        live.tick(Utc::now());
+        live.tick(now);
         let ticker = {
             let live = Arc::clone(&live);
             std::thread::spawn(move || {
                 for _ in 0..20_000 {
-                    live.tick(Utc::now());
+                    live.tick(now);
                 }
             })
         };
         let (mut opened, mut compared) = (0, 0);
         while !ticker.is_finished() {
-            let (first, mut receiver) = live.open(Utc::now());
+            let (first, mut receiver) = live.open(now);
             let Some(start) = last_id(&first) else {
                 panic!("no tick in the opening frame")
             };
