@@ -136,8 +136,8 @@ impl<C: Committer> Writer<C> {
         result: Result<(), C::Error>,
     ) {
         self.queued.fetch_sub(n, Ordering::AcqRel);
-        // The client may have gone away (or timed out); its events are
-        // committed all the same.
+        // The client may have gone away (or timed out): the outcome stands
+        // all the same, committed or not.
         let _ = reply.send(result);
     }
 }
