@@ -16,7 +16,8 @@
 # LOADGEN_FLAGS (e.g. "--client-ids" or "--rate 4800"), PERF=1 (record
 # `perf record -a -g` for 6 s in the middle, to /tmp/perf-NAME.data).
 # It builds nothing (cargo build --release -p beacon -p beacon-loadgen
-# first), binds 127.0.0.1 only, and removes its database and server at the
+# first; bench/ingest.sh builds the same binary with --features
+# beacon/bench-routes, which only adds POST /bench/noop), binds 127.0.0.1 only, and removes its database and server at the
 # end, also on failure.
 set -euo pipefail
 

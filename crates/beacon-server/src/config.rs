@@ -171,11 +171,6 @@ pub struct Config {
     )]
     pub read_token: Option<ReadToken>,
 
-    /// Serve `POST /bench/noop`, which reads the body and answers 200 doing
-    /// nothing else: the HTTP ceiling in benchmarks. Off in production.
-    #[arg(long, env = "BEACON_BENCH_ROUTES", global = true)]
-    pub bench_routes: bool,
-
     /// Do not apply pending migrations at start (run `beacon migrate`).
     #[arg(long, env = "BEACON_NO_MIGRATE", global = true)]
     pub no_migrate: bool,

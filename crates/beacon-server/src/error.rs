@@ -8,6 +8,8 @@ use beacon_model::{ModelError, Rejection};
 use beacon_store::StoreError;
 use serde::Serialize;
 
+use crate::ingest::IngestError;
+
 /// Everything an endpoint can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -82,6 +84,17 @@ pub enum ApiError {
     /// No session has this token.
     #[error("no such session")]
     SessionNotFound,
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Overloaded => Self::Overloaded,
+            IngestError::AckTimeout => Self::AckTimeout,
+            IngestError::ShuttingDown => Self::ShuttingDown,
+            IngestError::Store(e) => Self::Store(e),
+        }
+    }
 }
 
 #[derive(Serialize)]

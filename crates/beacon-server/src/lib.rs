@@ -3,15 +3,18 @@
 mod app;
 pub mod assets;
 pub mod auth;
+pub mod clock;
 pub mod config;
 mod error;
 pub mod health;
 pub mod ingest;
 pub mod live;
+mod rate_limit;
 mod rollups;
 pub mod routes;
 pub mod session_cookie;
 mod state;
+mod tasks;
 
 pub use app::{open_store, Application, StartError, StopHandle};
 pub use config::{Cli, Command, Config};

@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use beacon_store::{Backend, Store, StoreError};
 
+use crate::clock::{Clock, SharedClock};
+use crate::tasks::spawn_thread;
+use crate::StartError;
+
 /// Events read per rollup transaction.
 ///
 /// On PostgreSQL a pass runs beside the writers (they wait only for the
@@ -70,38 +74,37 @@ impl Roller {
         store: Store,
         interval: Duration,
         stats: Arc<RollupStats>,
-    ) -> std::io::Result<Self> {
+        clock: SharedClock,
+    ) -> Result<Self, StartError> {
         let (stop, stopped) = mpsc::channel::<()>();
-        let handle = std::thread::Builder::new()
-            .name("beacon-rollups".into())
-            .spawn(move || {
-                let mut failing = false;
-                loop {
-                    // While the database is away, say so once, not per pass;
-                    // the watermark keeps what is owed.
-                    match catch_up(&store, &stats, None) {
-                        Ok(()) if failing => {
-                            log::info!("rollups caught up again");
-                            failing = false;
-                        }
-                        Err(e) if !failing => {
-                            log::warn!("rollups wait for the database: {e}");
-                            failing = true;
-                        }
-                        _ => {}
+        let handle = spawn_thread("beacon-rollups".into(), move || {
+            let mut failing = false;
+            loop {
+                // While the database is away, say so once, not per pass;
+                // the watermark keeps what is owed.
+                match catch_up(&store, &stats, &*clock, None) {
+                    Ok(()) if failing => {
+                        log::info!("rollups caught up again");
+                        failing = false;
                     }
-                    match stopped.recv_timeout(interval) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                            let deadline = Some(Instant::now() + FINAL_PASSES);
-                            if let Err(e) = catch_up(&store, &stats, deadline) {
-                                log::warn!("stopping with events not yet rolled up ({e}); the next start rolls them up");
-                            }
-                            return;
+                    Err(e) if !failing => {
+                        log::warn!("rollups wait for the database: {e}");
+                        failing = true;
+                    }
+                    _ => {}
+                }
+                match stopped.recv_timeout(interval) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                        let deadline = Some(Instant::now() + FINAL_PASSES);
+                        if let Err(e) = catch_up(&store, &stats, &*clock, deadline) {
+                            log::warn!("stopping with events not yet rolled up ({e}); the next start rolls them up");
                         }
+                        return;
                     }
                 }
-            })?;
+            }
+        })?;
         Ok(Self { stop, handle })
     }
 
@@ -119,6 +122,7 @@ impl Roller {
 fn catch_up(
     store: &Store,
     stats: &RollupStats,
+    clock: &dyn Clock,
     deadline: Option<Instant>,
 ) -> Result<(), StoreError> {
     loop {
@@ -129,7 +133,7 @@ fn catch_up(
         if pass.caught_up {
             stats
                 .caught_up_at
-                .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
+                .store(clock.now().timestamp(), Ordering::Relaxed);
             return Ok(());
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {

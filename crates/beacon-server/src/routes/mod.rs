@@ -1,6 +1,8 @@
 //! The route table, shared by the binary and the tests.
 
 mod auth_status;
+#[cfg(feature = "bench-routes")]
+mod bench;
 mod dashboard;
 mod events;
 mod metrics;
@@ -32,25 +34,10 @@ pub struct Origins {
     pub dashboard: Vec<String>,
 }
 
-/// Optional routes.
-#[derive(Debug, Clone, Default)]
-pub struct Extras {
-    /// `POST /bench/noop`: reads the body, answers 200, does nothing else.
-    pub bench_routes: bool,
-}
-
 /// Registers every endpoint.
-pub fn configure(cfg: &mut web::ServiceConfig, origins: &Origins, extras: &Extras) {
-    if extras.bench_routes {
-        cfg.route(
-            "/bench/noop",
-            web::post().to(|body: web::Bytes| async move {
-                actix_web::HttpResponse::Ok()
-                    .content_type("application/json")
-                    .body(format!("{{\"ok\":true,\"bytes\":{}}}", body.len()))
-            }),
-        );
-    }
+pub fn configure(cfg: &mut web::ServiceConfig, origins: &Origins) {
+    #[cfg(feature = "bench-routes")]
+    cfg.route("/bench/noop", web::post().to(bench::noop));
     let d = &origins.dashboard;
     cfg.service(
         web::resource("/track")

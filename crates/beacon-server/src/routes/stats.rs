@@ -99,7 +99,7 @@ async fn stats(
 ) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(req.query_string())?;
     let tz = p.tz()?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let to = p.time("to", tz)?.unwrap_or(now);
     let from = match p.time("from", tz)? {
         Some(from) => from,

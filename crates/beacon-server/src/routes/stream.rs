@@ -22,7 +22,7 @@ pub async fn stream(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         return Err(ApiError::TooManyStreams);
     }
     let guard = live.stream_guard();
-    let (first, receiver) = live.open(chrono::Utc::now());
+    let (first, receiver) = live.open(state.clock.now());
 
     struct Client {
         first: Option<Bytes>,

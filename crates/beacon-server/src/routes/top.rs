@@ -4,7 +4,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use beacon_store::{TimeRange, TopDimension};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use serde_json::{json, Map, Value};
 
 use super::params::{blocking, rfc3339, Params};
@@ -40,7 +40,7 @@ async fn top(
 ) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(req.query_string())?;
     let tz = p.tz()?;
-    let to = p.time("to", tz)?.unwrap_or_else(Utc::now);
+    let to = p.time("to", tz)?.unwrap_or_else(|| state.clock.now());
     let from = p.time("from", tz)?.unwrap_or(to - Duration::days(30));
     // The store answers whole units of its rollups: the range is widened to
     // them, and the response says which range was counted.

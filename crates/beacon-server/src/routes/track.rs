@@ -41,7 +41,7 @@ pub async fn track(
         .await
         .map_err(|_| ApiError::BodyTimeout)??;
 
-    let received_at = chrono::Utc::now();
+    let received_at = state.clock.now();
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)

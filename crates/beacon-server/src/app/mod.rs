@@ -1,23 +1,22 @@
 //! Building and running the application: the object that owns the HTTP
-//! server and the background tasks, and stops them in order.
+//! server and the background work, and stops them in order.
 
-use std::net::TcpListener;
+mod http;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use beacon_model::Limits;
 use beacon_store::{Backend, PoolOptions, Store, StoreError};
 
-use beacon_metrics::LiveConfig;
-
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::ingest::{self, IngestOptions, Ingestor, Writers};
 use crate::live::{self, Live};
 use crate::rollups::{Roller, RollupStats};
-use crate::routes::{self, Extras, Origins};
 use crate::state::AppState;
+use crate::tasks::Task;
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +32,14 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// A writer, feeder or rollup thread could not be started.
+    #[error("cannot start the {name} thread: {source}")]
+    Thread {
+        /// The thread's name.
+        name: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A blocking start-up task failed to run.
     #[error("start-up task failed: {0}")]
     Task(String),
@@ -45,6 +52,8 @@ pub struct Application {
     ingestor: Ingestor,
     writers: Writers,
     roller: Roller,
+    /// The async tasks, stopped last, in this order.
+    tasks: Vec<Task>,
     store: Store,
     live: Arc<Live>,
 }
@@ -87,152 +96,64 @@ pub fn open_store(config: &Config, migrate: bool) -> Result<Store, StoreError> {
 }
 
 impl Application {
-    /// Opens the database (migrating unless configured not to), starts the
-    /// writers and binds the listener. Port 0 picks a free port.
+    /// Binds the listener, opens the database (migrating unless configured
+    /// not to), and starts the live metrics, the writers, the rollup worker
+    /// and the HTTP server. Port 0 picks a free port.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let listener = TcpListener::bind(config.bind).map_err(|source| StartError::Bind {
-            addr: config.bind,
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: config.bind,
-                source,
-            })?
-            .port();
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
 
+    /// [`Application::build`] with the clock handlers and workers take the
+    /// time from.
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> Result<Self, StartError> {
+        let (listener, port) = http::bind(config.bind)?;
         let store = {
             let config = config.clone();
             web::block(move || open_store(&config, !config.no_migrate))
                 .await
                 .map_err(|e| StartError::Task(e.to_string()))??
         };
-
-        let writers = match store.backend() {
-            // SQLite has one writer at a time; more threads would only queue
-            // on its lock.
-            Backend::Sqlite => 1,
-            Backend::Postgres => config.writers as usize,
-        };
-        let options = IngestOptions {
-            batch_max: config.batch_max as usize,
-            queue_max: config.queue_max as usize,
-            writers,
-            ack_timeout: config.ack_timeout,
-        };
-        let live = Arc::new(Live::new(LiveConfig::default(), config.stream_interval));
-        {
-            let (store, live) = (store.clone(), Arc::clone(&live));
-            web::block(move || live::warm_up(&store, &live))
-                .await
-                .map_err(|e| StartError::Task(e.to_string()))??;
-        }
-        let sink: ingest::CommitSink = {
-            let live = Arc::clone(&live);
-            Arc::new(move |outcome| match outcome {
-                Ok(events) => {
-                    live.set_stale(false);
-                    live.record(events);
-                }
-                Err(_) => live.set_stale(true),
-            })
-        };
-        let (ingestor, writers) = ingest::start(store.clone(), &options, sink);
-        let rollup_stats = Arc::new(RollupStats::default());
+        let (live, broadcaster) = live::start(&store, config.stream_interval, &clock).await?;
+        let options = ingest_options(&config, store.backend());
+        let (ingestor, writers) = ingest::start(
+            store.clone(),
+            &options,
+            live::commit_sink(Arc::clone(&live)),
+        )?;
+        let rollups = Arc::new(RollupStats::default());
         let roller = Roller::start(
             store.clone(),
             config.rollup_interval,
-            Arc::clone(&rollup_stats),
-        )
-        .map_err(|e| StartError::Task(format!("cannot start the rollup worker: {e}")))?;
-        actix_web::rt::spawn(live::run_broadcaster(
-            Arc::clone(&live),
-            store.clone(),
-            config.stream_interval,
-        ));
+            Arc::clone(&rollups),
+            Arc::clone(&clock),
+        )?;
+        let mut tasks = vec![broadcaster];
         let rate_limiter = config.rate_limit.map(|rate| {
-            let limiter = Arc::new(crate::state::new_rate_limiter(rate));
-            let cleaner = Arc::clone(&limiter);
-            actix_web::rt::spawn(async move {
-                // Forget addresses whose bucket is full again, so memory
-                // follows the active clients, not every client ever seen.
-                let mut every = tokio::time::interval(Duration::from_secs(60));
-                loop {
-                    every.tick().await;
-                    cleaner.retain_recent();
-                    cleaner.shrink_to_fit();
-                }
-            });
+            let (limiter, cleaner) = crate::rate_limit::start(rate);
+            tasks.push(cleaner);
             limiter
         });
-
-        let state = web::Data::new(AppState {
+        let state = AppState {
             store: store.clone(),
             ingestor: ingestor.clone(),
+            clock,
             limits: Limits::default(),
             live: Arc::clone(&live),
             stream_max: config.stream_max,
             read_token: config.read_token.clone(),
             rate_limiter,
             request_timeout: config.request_timeout,
-            rollups: rollup_stats,
-        });
-        let origins = Origins {
-            ingest: config.allowed_origins.clone(),
-            dashboard: config.dashboard_origins.clone(),
+            rollups,
         };
-        let extras = Extras {
-            bench_routes: config.bench_routes,
-        };
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(web::PayloadConfig::new(Limits::default().max_body_bytes))
-                .configure(|cfg| routes::configure(cfg, &origins, &extras))
-        })
-        // Signals are handled in `run_until_stopped`, which closes the
-        // streams first: open streams would otherwise hold up the graceful
-        // stop for its whole timeout.
-        .disable_signals()
-        .shutdown_timeout(10)
-        .client_request_timeout(config.request_timeout)
-        .client_disconnect_timeout(Duration::from_secs(2));
-        let workers = if config.http_workers > 0 {
-            config.http_workers
-        } else {
-            std::thread::available_parallelism().map_or(1, usize::from)
-        };
-        server = server
-            .workers(workers)
-            .max_connections((config.max_connections as usize).div_ceil(workers));
-        let server = server
-            .listen(listener)
-            .map_err(|source| StartError::Bind {
-                addr: config.bind,
-                source,
-            })?
-            .run();
-
-        log::info!(
-            "beacon {} listening on http://{}:{port} with {} ({})",
-            env!("CARGO_PKG_VERSION"),
-            config.bind.ip(),
-            store.backend().name(),
-            config.database_url.masked(),
-        );
-        if config.read_token.is_none() {
-            log::warn!(
-                "BEACON_READ_TOKEN is not set: the read endpoints (/stream, /sessions, /events, \
-                 /stats/*, /top-*, /metrics) are open to anyone who can reach this server"
-            );
-        }
+        let server = http::serve(listener, state, &config)?;
+        log_started(&config, port, &store);
         Ok(Self {
             port,
             server,
             ingestor,
             writers,
             roller,
+            tasks,
             store,
             live,
         })
@@ -258,7 +179,8 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM (or [`Application::handle`]`.stop`),
     /// then stops in order: stop accepting and finish in-flight requests,
-    /// commit everything queued, stop the writers.
+    /// commit everything queued and stop the writers, then the rollup
+    /// worker, then the async tasks (broadcaster, rate limiter cleaner).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = self.handle();
         let Self {
@@ -266,12 +188,16 @@ impl Application {
             ingestor,
             writers,
             roller,
+            tasks,
             ..
         } = self;
-        actix_web::rt::spawn(async move {
-            if let Some(signal) = shutdown_signal().await {
-                log::info!("{signal} received: stopping");
-                stop.stop().await;
+        let signals = Task::spawn("signal listener", move |stopped| async move {
+            tokio::select! {
+                Some(signal) = shutdown_signal() => {
+                    log::info!("{signal} received: stopping");
+                    stop.stop().await;
+                }
+                _ = stopped => {}
             }
         });
         let served = server.await;
@@ -288,8 +214,43 @@ impl Application {
         {
             log::error!("could not wait for the ingest writers");
         }
+        for task in tasks.into_iter().chain([signals]) {
+            task.stop().await;
+        }
         log::info!("stopped: every acknowledged event is committed");
         served
+    }
+}
+
+/// The pipeline's settings from the configuration.
+fn ingest_options(config: &Config, backend: Backend) -> IngestOptions {
+    IngestOptions {
+        batch_max: config.batch_max as usize,
+        queue_max: config.queue_max as usize,
+        writers: match backend {
+            // SQLite has one writer at a time; more threads would only queue
+            // on its lock.
+            Backend::Sqlite => 1,
+            Backend::Postgres => config.writers as usize,
+        },
+        ack_timeout: config.ack_timeout,
+    }
+}
+
+/// The start-up line, and the warning when reads are open to anyone.
+fn log_started(config: &Config, port: u16, store: &Store) {
+    log::info!(
+        "beacon {} listening on http://{}:{port} with {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        config.bind.ip(),
+        store.backend().name(),
+        config.database_url.masked(),
+    );
+    if config.read_token.is_none() {
+        log::warn!(
+            "BEACON_READ_TOKEN is not set: the read endpoints (/stream, /sessions, /events, \
+             /stats/*, /top-*, /metrics) are open to anyone who can reach this server"
+        );
     }
 }
 

@@ -6,14 +6,19 @@
 //! copied) to every client through a bounded broadcast channel. A client that
 //! does not keep up skips to the newest frame; it can never grow memory or
 //! hold back the others, and it costs ingestion nothing.
+//!
+//! [`start`] builds the live state, warms it up from storage and starts the
+//! broadcaster (in `feed.rs`, with the ingest pipeline's sink).
+
+mod feed;
+
+pub use feed::{commit_sink, start, warm_up};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use beacon_metrics::{LiveConfig, LiveEvent, LiveMetrics, Snapshot};
-use beacon_model::NewEvent;
-use beacon_store::StoredEvent;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -54,14 +59,14 @@ pub struct Live {
 }
 
 impl Live {
-    /// Empty live state; `interval` is the tick (used as the client's
-    /// reconnection delay too).
-    pub fn new(config: LiveConfig, interval: Duration) -> Self {
+    /// Empty live state at `now`; `interval` is the tick (used as the
+    /// client's reconnection delay too).
+    pub fn new(config: LiveConfig, interval: Duration, now: DateTime<Utc>) -> Self {
         let (frames, _) = broadcast::channel(BROADCAST_CAPACITY);
         let mut metrics = LiveMetrics::new(config);
         // The aggregator's clock starts at the epoch; set it to now so that
         // events are judged against the present from the first one.
-        metrics.expire(Utc::now());
+        metrics.expire(now);
         Self {
             metrics: Mutex::new(metrics),
             frames,
@@ -197,93 +202,6 @@ impl Drop for StreamGuard {
     }
 }
 
-/// The live view of a committed event of a batch, `id` its `events.id`:
-/// the same fields as [`live_event`] reads from the stored row.
-pub(crate) fn live_view(id: i64, e: &NewEvent) -> LiveEvent<'_> {
-    LiveEvent {
-        id,
-        kind: e.kind().as_str(),
-        session: e.session().as_str(),
-        url: e.url(),
-        referrer: e.referrer(),
-        timestamp: e.occurred_at(),
-        label: e.label(),
-        metadata: e.data_json(),
-    }
-}
-
-/// The aggregator's view of a stored row: no copy, no JSON parsing. The
-/// click label comes from its own column, which ingestion filled with
-/// `data.label` of clicks when a string, cut to 256 bytes, the same cut as
-/// `LiveConfig::default().max_label_bytes`.
-fn live_event(e: &StoredEvent) -> LiveEvent<'_> {
-    LiveEvent {
-        id: e.id,
-        kind: &e.kind,
-        session: &e.session_token,
-        url: e.url.as_deref(),
-        referrer: e.referrer.as_deref(),
-        timestamp: e.occurred_at(),
-        label: e.label.as_deref(),
-        metadata: &e.metadata,
-    }
-}
-
-/// Ticks until the streams are closed: the first snapshot at once, then one
-/// per `interval`. While the figures are stale (the last commit found the
-/// database away) it checks the database each tick, so `stale` clears when
-/// it returns even without traffic.
-pub async fn run_broadcaster(live: Arc<Live>, store: beacon_store::Store, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        if live.is_closed() {
-            break;
-        }
-        if live.is_stale() {
-            let store = store.clone();
-            let up = matches!(
-                actix_web::web::block(move || store.ping()).await,
-                Ok(Ok(()))
-            );
-            live.set_stale(!up);
-        }
-        live.tick(Utc::now());
-    }
-}
-
-/// How far back the warm-up reads events one by one: the active and minute
-/// windows need them all; older figures are not affected by a restart gap
-/// this short.
-const WARM_UP_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
-/// Most events read one by one at warm-up, to bound start time.
-const WARM_UP_MAX_EVENTS: i64 = 500_000;
-
-/// Fills the live state from storage after a restart, so the dashboard does
-/// not blank: the events of the last minutes and the most recent events.
-pub fn warm_up(store: &beacon_store::Store, live: &Live) -> Result<(), beacon_store::StoreError> {
-    let now = Utc::now();
-    let cutoff = now - WARM_UP_WINDOW;
-    let window = store.events_since(cutoff, WARM_UP_MAX_EVENTS)?;
-    let recent: Vec<StoredEvent> = store
-        .recent_events(25)?
-        .into_iter()
-        .filter(|e| e.occurred_at() < cutoff)
-        .rev()
-        .collect();
-    live.feed(&recent.iter().map(live_event).collect::<Vec<_>>());
-    live.feed(&window.iter().map(live_event).collect::<Vec<_>>());
-    live.tick(now);
-    if !window.is_empty() || !recent.is_empty() {
-        log::info!(
-            "live metrics warmed up with {} events",
-            window.len() + recent.len()
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,19 +222,25 @@ mod tests {
     /// second time (which a dashboard would see as a repeated id).
     #[test]
     fn a_stream_opened_during_a_tick_never_receives_its_first_frame_twice() {
-        let live = Arc::new(Live::new(LiveConfig::default(), Duration::from_secs(1)));
-        live.tick(Utc::now());
+        // The time plays no part here: every tick and opening uses one.
+        let now: DateTime<Utc> = "2026-11-30T10:00:00Z".parse().unwrap_or_default();
+        let live = Arc::new(Live::new(
+            LiveConfig::default(),
+            Duration::from_secs(1),
+            now,
+        ));
+        live.tick(now);
         let ticker = {
             let live = Arc::clone(&live);
             std::thread::spawn(move || {
                 for _ in 0..20_000 {
-                    live.tick(Utc::now());
+                    live.tick(now);
                 }
             })
         };
         let (mut opened, mut compared) = (0, 0);
         while !ticker.is_finished() {
-            let (first, mut receiver) = live.open(Utc::now());
+            let (first, mut receiver) = live.open(now);
             let Some(start) = last_id(&first) else {
                 panic!("no tick in the opening frame")
             };

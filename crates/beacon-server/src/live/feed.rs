@@ -1,0 +1,153 @@
+//! What fills the live state: the commits of the ingest pipeline, the
+//! stored events at start (warm-up), and the broadcaster's ticks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use beacon_metrics::{LiveConfig, LiveEvent};
+use beacon_model::NewEvent;
+use beacon_store::{Inserted, Store, StoreError, StoredEvent};
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+
+use super::Live;
+use crate::clock::SharedClock;
+use crate::ingest::Committed;
+use crate::tasks::Task;
+use crate::StartError;
+
+/// Builds the live state, fills it from storage, and starts the broadcaster
+/// (one snapshot per `interval`), which the application stops at shutdown.
+pub async fn start(
+    store: &Store,
+    interval: Duration,
+    clock: &SharedClock,
+) -> Result<(Arc<Live>, Task), StartError> {
+    let live = Arc::new(Live::new(LiveConfig::default(), interval, clock.now()));
+    {
+        let (store, live, now) = (store.clone(), Arc::clone(&live), clock.now());
+        web::block(move || warm_up(&store, &live, now))
+            .await
+            .map_err(|e| StartError::Task(e.to_string()))??;
+    }
+    let broadcaster = {
+        let (live, store, clock) = (Arc::clone(&live), store.clone(), Arc::clone(clock));
+        Task::spawn("live broadcaster", move |stop| {
+            run_broadcaster(live, store, clock, interval, stop)
+        })
+    };
+    Ok((live, broadcaster))
+}
+
+/// The ingest pipeline's sink: feeds the new events of each commit to the
+/// live metrics, and marks the figures stale while the database is away.
+pub fn commit_sink(
+    live: Arc<Live>,
+) -> impl Fn(Result<Committed<'_, Inserted>, &StoreError>) + Send + 'static {
+    move |outcome| match outcome {
+        Ok(committed) => {
+            let new: Vec<LiveEvent<'_>> = committed
+                .receipt
+                .new_events(committed.events)
+                .map(|(id, e)| live_view(id, e))
+                .collect();
+            live.set_stale(false);
+            live.record(&new);
+        }
+        Err(_) => live.set_stale(true),
+    }
+}
+
+/// The live view of a committed event of a batch, `id` its `events.id`:
+/// the same fields as [`live_event`] reads from the stored row.
+fn live_view(id: i64, e: &NewEvent) -> LiveEvent<'_> {
+    LiveEvent {
+        id,
+        kind: e.kind().as_str(),
+        session: e.session().as_str(),
+        url: e.url(),
+        referrer: e.referrer(),
+        timestamp: e.occurred_at(),
+        label: e.label(),
+        metadata: e.data_json(),
+    }
+}
+
+/// The aggregator's view of a stored row: no copy, no JSON parsing. The
+/// click label comes from its own column, which ingestion filled with
+/// `data.label` of clicks when a string, cut to 256 bytes, the same cut as
+/// `LiveConfig::default().max_label_bytes`.
+fn live_event(e: &StoredEvent) -> LiveEvent<'_> {
+    LiveEvent {
+        id: e.id,
+        kind: &e.kind,
+        session: &e.session_token,
+        url: e.url.as_deref(),
+        referrer: e.referrer.as_deref(),
+        timestamp: e.occurred_at(),
+        label: e.label.as_deref(),
+        metadata: &e.metadata,
+    }
+}
+
+/// Ticks until stopped (or the streams are closed): the first snapshot at
+/// once, then one per `interval`. While the figures are stale (the last
+/// commit found the database away) it checks the database each tick, so
+/// `stale` clears when it returns even without traffic.
+async fn run_broadcaster(
+    live: Arc<Live>,
+    store: Store,
+    clock: SharedClock,
+    interval: Duration,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = ticker.tick() => {}
+        }
+        if live.is_closed() {
+            break;
+        }
+        if live.is_stale() {
+            let store = store.clone();
+            let up = matches!(web::block(move || store.ping()).await, Ok(Ok(())));
+            live.set_stale(!up);
+        }
+        live.tick(clock.now());
+    }
+}
+
+/// How far back the warm-up reads events one by one: the active and minute
+/// windows need them all; older figures are not affected by a restart gap
+/// this short.
+const WARM_UP_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+/// Most events read one by one at warm-up, to bound start time.
+const WARM_UP_MAX_EVENTS: i64 = 500_000;
+
+/// Fills the live state from storage after a restart, so the dashboard does
+/// not blank: the events of the minutes before `now` and the most recent
+/// events.
+pub fn warm_up(store: &Store, live: &Live, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let cutoff = now - WARM_UP_WINDOW;
+    let window = store.events_since(cutoff, WARM_UP_MAX_EVENTS)?;
+    let recent: Vec<StoredEvent> = store
+        .recent_events(25)?
+        .into_iter()
+        .filter(|e| e.occurred_at() < cutoff)
+        .rev()
+        .collect();
+    live.feed(&recent.iter().map(live_event).collect::<Vec<_>>());
+    live.feed(&window.iter().map(live_event).collect::<Vec<_>>());
+    live.tick(now);
+    if !window.is_empty() || !recent.is_empty() {
+        log::info!(
+            "live metrics warmed up with {} events",
+            window.len() + recent.len()
+        );
+    }
+    Ok(())
+}
