@@ -14,7 +14,6 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest};
 
-use crate::config::ReadToken;
 use crate::error::ApiError;
 use crate::session_cookie;
 use crate::state::AppState;
@@ -25,25 +24,29 @@ pub async fn require_read_token(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let expected = req
-        .app_data::<web::Data<AppState>>()
-        .and_then(|state| state.read_token.clone());
-    authorized(req.request(), expected.as_ref())?;
+    if let Some(state) = req.app_data::<web::Data<AppState>>() {
+        authorized(req.request(), state)?;
+    }
     next.call(req).await
 }
 
 /// Whether the request may read: no token is configured, or it carries the
 /// token (bearer header, else `token` query parameter), or, carrying
-/// neither, a valid dashboard session cookie ([`crate::session_cookie`]).
-pub fn authorized(req: &HttpRequest, expected: Option<&ReadToken>) -> Result<(), ApiError> {
-    let Some(expected) = expected else {
+/// neither, a valid dashboard session cookie ([`crate::session_cookie`]),
+/// unexpired by the application's clock.
+pub fn authorized(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let Some(expected) = state.read_token.as_ref() else {
         return Ok(());
     };
     match presented(req) {
         Some(given) if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) => Ok(()),
         Some(_) => Err(ApiError::Unauthorized { invalid: true }),
         None => match req.cookie(session_cookie::NAME) {
-            Some(cookie) if session_cookie::verify(expected.expose(), cookie.value()) => Ok(()),
+            Some(cookie)
+                if session_cookie::verify(expected.expose(), cookie.value(), state.clock.now()) =>
+            {
+                Ok(())
+            }
             Some(_) => Err(ApiError::Unauthorized { invalid: true }),
             None => Err(ApiError::Unauthorized { invalid: false }),
         },

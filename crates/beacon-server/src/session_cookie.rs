@@ -7,10 +7,11 @@
 //! checks it with the token it already has; changing the read token ends
 //! every cookie at once; nothing is stored on the server.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::HttpRequest;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -31,30 +32,29 @@ fn mac(token: &str, expires: u64) -> Option<Hmac<Sha256>> {
     Some(mac)
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// Seconds since the Unix epoch (0 before it, which no clock here shows).
+fn seconds(now: DateTime<Utc>) -> u64 {
+    u64::try_from(now.timestamp()).unwrap_or(0)
 }
 
 /// A cookie value valid until `now + LIFETIME`: `<expiry>.<hex mac>`.
-pub fn issue(token: &str) -> Option<String> {
-    let expires = now() + LIFETIME.as_secs();
+pub fn issue(token: &str, now: DateTime<Utc>) -> Option<String> {
+    let expires = seconds(now) + LIFETIME.as_secs();
     let tag = mac(token, expires)?.finalize().into_bytes();
     let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
     Some(format!("{expires}.{hex}"))
 }
 
-/// Whether `value` was issued with this token and has not expired. The MAC
-/// is compared in constant time.
-pub fn verify(token: &str, value: &str) -> bool {
+/// Whether `value` was issued with this token and has not expired at `now`.
+/// The MAC is compared in constant time.
+pub fn verify(token: &str, value: &str, now: DateTime<Utc>) -> bool {
     let Some((expires, hex)) = value.split_once('.') else {
         return false;
     };
     let Ok(expires) = expires.parse::<u64>() else {
         return false;
     };
-    if expires <= now() || hex.len() != 64 {
+    if expires <= seconds(now) || hex.len() != 64 {
         return false;
     }
     let Some(tag) = (0..hex.len())
@@ -100,27 +100,47 @@ pub fn signed_out(secure: bool) -> Cookie<'static> {
 mod tests {
     use super::*;
 
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap_or_default()
+    }
+
+    const NOW: i64 = 1_796_000_000;
+
     #[test]
     fn a_cookie_is_valid_only_with_the_token_it_was_issued_with() {
-        let value = issue("s3cret").unwrap_or_default();
-        assert!(verify("s3cret", &value));
-        assert!(!verify("other", &value), "a new read token ends the cookie");
+        let value = issue("s3cret", at(NOW)).unwrap_or_default();
+        assert!(verify("s3cret", &value, at(NOW)));
+        assert!(
+            !verify("other", &value, at(NOW)),
+            "a new read token ends the cookie"
+        );
+    }
+
+    #[test]
+    fn a_cookie_lasts_its_lifetime_and_not_a_second_more() {
+        let value = issue("s3cret", at(NOW)).unwrap_or_default();
+        let lifetime = i64::try_from(LIFETIME.as_secs()).unwrap_or_default();
+        assert!(verify("s3cret", &value, at(NOW + lifetime - 1)));
+        assert!(!verify("s3cret", &value, at(NOW + lifetime)));
     }
 
     #[test]
     fn a_tampered_or_expired_cookie_is_refused() {
-        let value = issue("s3cret").unwrap_or_default();
+        let value = issue("s3cret", at(NOW)).unwrap_or_default();
         let (expires, tag) = value.split_once('.').unwrap_or_default();
         let later: u64 = expires.parse::<u64>().unwrap_or_default() + 1;
-        assert!(!verify("s3cret", &format!("{later}.{tag}")));
-        let past = now() - 1;
+        assert!(!verify("s3cret", &format!("{later}.{tag}"), at(NOW)));
+        let past = seconds(at(NOW)) - 1;
         let tag = mac("s3cret", past)
             .map(|m| m.finalize().into_bytes())
             .unwrap_or_default();
         let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-        assert!(!verify("s3cret", &format!("{past}.{hex}")), "expired");
+        assert!(
+            !verify("s3cret", &format!("{past}.{hex}"), at(NOW)),
+            "expired"
+        );
         for junk in ["", ".", "1.2", "abc.def", &value[..value.len() - 1]] {
-            assert!(!verify("s3cret", junk), "{junk:?}");
+            assert!(!verify("s3cret", junk, at(NOW)), "{junk:?}");
         }
     }
 

@@ -11,7 +11,7 @@ use crate::state::AppState;
 /// Always 200: `{"token_required": bool, "authorized": bool}`.
 pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let required = state.read_token.is_some();
-    let ok = authorized(&req, state.read_token.as_ref()).is_ok();
+    let ok = authorized(&req, &state).is_ok();
     HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(json!({"token_required": required, "authorized": ok}))

@@ -35,8 +35,8 @@ pub async fn signin(
     if !constant_time_eq(body.token.as_bytes(), expected.expose().as_bytes()) {
         return Err(ApiError::Unauthorized { invalid: true });
     }
-    let value =
-        session_cookie::issue(expected.expose()).ok_or(ApiError::Unauthorized { invalid: true })?;
+    let value = session_cookie::issue(expected.expose(), state.clock.now())
+        .ok_or(ApiError::Unauthorized { invalid: true })?;
     Ok(HttpResponse::Ok()
         .cookie(session_cookie::signed_in(
             value,
