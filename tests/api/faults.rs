@@ -611,3 +611,139 @@ async fn postgres_stopped_under_load_gets_503s_then_recovers_with_exactly_the_ac
     .await
     .unwrap();
 }
+
+/// What no answer to a client may carry while the database is down: the
+/// database's address, its directory, and the words the driver, the pool and
+/// the OS use for a failed connection.
+fn leaks(body: &str, cluster: &Cluster) -> Vec<String> {
+    let port = cluster.port.to_string();
+    let dir = cluster.dir.path().display().to_string();
+    let lower = body.to_lowercase();
+    let mut found: Vec<String> = [port.as_str(), "127.0.0.1", dir.as_str(), "/tmp"]
+        .into_iter()
+        .filter(|needle| body.contains(needle))
+        .map(str::to_owned)
+        .collect();
+    found.extend(
+        [
+            "refused",
+            "os error",
+            "server at",
+            "timed out waiting",
+            "connection to",
+            "could not",
+            "fatal",
+            "libpq",
+            "r2d2",
+            "diesel",
+            "socket",
+        ]
+        .into_iter()
+        .filter(|needle| lower.contains(needle))
+        .map(str::to_owned),
+    );
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_database_down_no_endpoint_tells_a_client_how_the_inside_looks() {
+    let Some(cluster) = tokio::task::spawn_blocking(Cluster::start).await.unwrap() else {
+        return;
+    };
+    let app = spawn(&cluster.url());
+    let client = reqwest::Client::builder()
+        .timeout(CLIENT_TIMEOUT)
+        .build()
+        .unwrap();
+    let stored = client
+        .post(format!("{}/track", app.address))
+        .body(r#"{"type":"visit","sessionId":"outage-1","url":"https://site.example/"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200, "a visit is stored before the outage");
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop("fast").expect("pg_ctl stop");
+        cluster
+    })
+    .await
+    .unwrap();
+
+    // Every endpoint that reads or writes the database, and the ones that
+    // do not, each asked twice (a second request must not tell more than
+    // the first).
+    let track = r#"{"type":"visit","sessionId":"outage-2","url":"https://site.example/"}"#;
+    let reads = [
+        "/up",
+        "/sessions",
+        "/sessions/outage-1",
+        "/events?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z",
+        "/events?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&format=csv",
+        "/events?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&format=ndjson",
+        "/stats/hourly",
+        "/stats/daily",
+        "/top-pages",
+        "/top-referrers",
+        "/top-clicks",
+        "/metrics",
+    ];
+    for round in 0..2 {
+        let mut answers = vec![];
+        let response = client
+            .post(format!("{}/track", app.address))
+            .body(track)
+            .send()
+            .await
+            .unwrap();
+        answers.push(("POST /track".to_owned(), response));
+        for path in reads {
+            let response = client
+                .get(format!("{}{path}", app.address))
+                .send()
+                .await
+                .unwrap();
+            answers.push((format!("GET {path}"), response));
+        }
+        for (what, response) in answers {
+            let status = response.status().as_u16();
+            let headers = format!("{:?}", response.headers());
+            let body = response.text().await.unwrap_or_default();
+            let found = leaks(&format!("{headers}\n{body}"), &cluster);
+            assert!(
+                found.is_empty(),
+                "round {round}, {what} ({status}) shows {found:?} to the client: {body}"
+            );
+            if what == "POST /track" || what.starts_with("GET /up") {
+                assert_eq!(status, 503, "{what} while the database is down: {body}");
+            }
+            if status == 503 && what != "GET /up" {
+                let error: Value = serde_json::from_str(&body)
+                    .unwrap_or_else(|e| panic!("{what}: a 503 answers JSON ({e}): {body}"));
+                assert_eq!(
+                    error["error"], "database_unavailable",
+                    "{what}: the code says what happened: {body}"
+                );
+                assert!(
+                    error["message"].as_str().is_some_and(|m| !m.is_empty()),
+                    "{what}: a message for humans: {body}"
+                );
+            }
+        }
+    }
+    // The outage was seen once, however many requests met it.
+    let metrics = client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("beacon_database_outages_total 1\n"),
+        "one outage counted (and logged once): {metrics}"
+    );
+    app.stop().await;
+    drop(cluster);
+}

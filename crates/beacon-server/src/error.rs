@@ -174,7 +174,9 @@ impl ResponseError for ApiError {
         // carry payloads.
         match self {
             Self::Store(e) if !e.is_unavailable() => log::error!("storage failure: {e}"),
-            Self::Store(e) => log::warn!("answering 503: {e}"),
+            // An outage is logged once, with its cause, where storage
+            // calls are made (`crate::health`), not by every answer.
+            Self::Store(_) => {}
             Self::AckTimeout => log::warn!("answering 503: commit not confirmed in time"),
             Self::BodyRead(cause) => log::debug!("a request body could not be read: {cause}"),
             _ => {}

@@ -32,4 +32,6 @@ pub struct AppState {
     pub read_token: Option<crate::config::ReadToken>,
     /// What the rollup worker has done.
     pub rollups: Arc<crate::rollups::RollupStats>,
+    /// Whether the database answers, as the last storage call found it.
+    pub health: Arc<crate::health::DatabaseHealth>,
 }

@@ -12,6 +12,7 @@ use beacon_store::{Backend, PoolOptions, Store, StoreError};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::health::DatabaseHealth;
 use crate::ingest::{self, IngestOptions, Ingestor, Writers};
 use crate::live::{self, Live};
 use crate::rollups::{Roller, RollupStats};
@@ -115,10 +116,11 @@ impl Application {
         };
         let (live, broadcaster) = live::start(&store, config.stream_interval, &clock).await?;
         let options = ingest_options(&config, store.backend());
+        let health = Arc::new(DatabaseHealth::default());
         let (ingestor, writers) = ingest::start(
             store.clone(),
             &options,
-            live::commit_sink(Arc::clone(&live)),
+            live::commit_sink(Arc::clone(&live), Arc::clone(&health)),
         )?;
         let rollups = Arc::new(RollupStats::default());
         let roller = Roller::start(
@@ -144,6 +146,7 @@ impl Application {
             rate_limiter,
             request_timeout: config.request_timeout,
             rollups,
+            health,
         };
         let server = http::serve(listener, state, &config)?;
         log_started(&config, port, &store);

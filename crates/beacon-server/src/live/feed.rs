@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use super::Live;
 use crate::clock::SharedClock;
+use crate::health::DatabaseHealth;
 use crate::ingest::Committed;
 use crate::tasks::Task;
 use crate::StartError;
@@ -44,9 +45,11 @@ pub async fn start(
 /// live metrics, and marks the figures stale while the database is away.
 pub fn commit_sink(
     live: Arc<Live>,
+    health: Arc<DatabaseHealth>,
 ) -> impl Fn(Result<Committed<'_, Inserted>, &StoreError>) + Send + 'static {
     move |outcome| match outcome {
         Ok(committed) => {
+            health.reachable();
             let new: Vec<LiveEvent<'_>> = committed
                 .receipt
                 .new_events(committed.events)
@@ -55,7 +58,10 @@ pub fn commit_sink(
             live.set_stale(false);
             live.record(&new);
         }
-        Err(_) => live.set_stale(true),
+        Err(e) => {
+            health.failed(e);
+            live.set_stale(true);
+        }
     }
 }
 

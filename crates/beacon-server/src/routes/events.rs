@@ -1,6 +1,8 @@
 //! `GET /events`: events in a range, a page at a time as JSON, or the whole
 //! range streamed as NDJSON or CSV.
 
+use std::sync::Arc;
+
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use beacon_store::{EventQuery, Store, StoredEvent};
@@ -10,6 +12,7 @@ use serde_json::json;
 
 use super::params::{blocking, encode_cursor, rfc3339, EventView, Params};
 use crate::error::ApiError;
+use crate::health::DatabaseHealth;
 use crate::state::AppState;
 
 /// Rows fetched per database round trip while exporting: a chunk is
@@ -51,7 +54,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     match format {
         Format::Json => {
             let limit = query.limit;
-            let events = blocking(move || store.list_events(&query)).await?;
+            let events = blocking(&state.health, move || store.list_events(&query)).await?;
             let next_cursor = (events.len() as i64 == limit)
                 .then(|| events.last().map(cursor_of))
                 .flatten();
@@ -65,7 +68,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             // failure is still a proper 503 rather than a cut-off body.
             let first = {
                 let (store, query) = (store.clone(), query.clone());
-                blocking(move || store.list_events(&query)).await?
+                blocking(&state.health, move || store.list_events(&query)).await?
             };
             let mut response = HttpResponse::Ok();
             if csv {
@@ -78,7 +81,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             } else {
                 response.content_type("application/x-ndjson");
             }
-            Ok(response.streaming(export(store, query, first, csv)))
+            Ok(response.streaming(export(store, Arc::clone(&state.health), query, first, csv)))
         }
     }
 }
@@ -93,12 +96,14 @@ fn cursor_of(e: &StoredEvent) -> String {
 /// for a complete one.
 fn export(
     store: Store,
+    health: Arc<DatabaseHealth>,
     query: EventQuery,
     first: Vec<StoredEvent>,
     csv: bool,
 ) -> impl futures_util::Stream<Item = Result<Bytes, ApiError>> {
     struct State {
         store: Store,
+        health: Arc<DatabaseHealth>,
         query: EventQuery,
         pending: Option<Vec<StoredEvent>>,
         header: bool,
@@ -106,6 +111,7 @@ fn export(
     }
     let state = State {
         store,
+        health,
         query,
         pending: Some(first),
         header: csv,
@@ -123,7 +129,7 @@ fn export(
             Some(chunk) => chunk,
             None => {
                 let (store, query) = (st.store.clone(), st.query.clone());
-                match blocking(move || store.list_events(&query)).await {
+                match blocking(&st.health, move || store.list_events(&query)).await {
                     Ok(chunk) => chunk,
                     Err(e) => {
                         st.done = true;

@@ -29,7 +29,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
          beacon_rollup_events_total {}\n\
          # HELP beacon_rollup_caught_up_timestamp_seconds Last time the rollups held every committed event (0: not yet).\n\
          # TYPE beacon_rollup_caught_up_timestamp_seconds gauge\n\
-         beacon_rollup_caught_up_timestamp_seconds {}\n",
+         beacon_rollup_caught_up_timestamp_seconds {}\n\
+         # HELP beacon_database_outages_total Times the database became unavailable since start (each is logged once, with its cause).\n\
+         # TYPE beacon_database_outages_total counter\n\
+         beacon_database_outages_total {}\n\
+         # HELP beacon_database_up Whether the last storage call found the database available.\n\
+         # TYPE beacon_database_up gauge\n\
+         beacon_database_up {}\n",
         live.open_streams(),
         state.ingestor.queued(),
         live.committed_events(),
@@ -37,6 +43,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         live.active_sessions(),
         state.rollups.events(),
         state.rollups.caught_up_at(),
+        state.health.outages(),
+        u8::from(!state.health.is_down()),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

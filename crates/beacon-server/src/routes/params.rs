@@ -11,6 +11,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::error::ApiError;
+use crate::health::DatabaseHealth;
 
 /// Longest text filter accepted (urls are at most 2048 bytes when stored).
 const MAX_FILTER_CHARS: usize = 2048;
@@ -135,16 +136,20 @@ fn decode_cursor(kind: char, raw: &str) -> Option<(i64, i64)> {
     Some((time.parse().ok()?, id.parse().ok()?))
 }
 
-/// Runs a storage call on the blocking pool (diesel is synchronous).
-pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+/// Runs a storage call on the blocking pool (diesel is synchronous), and
+/// tells `health` whether the database answered, so that an outage is
+/// logged once rather than by every read that meets it.
+pub async fn blocking<T, F>(health: &DatabaseHealth, f: F) -> Result<T, ApiError>
 where
     F: FnOnce() -> Result<T, beacon_store::StoreError> + Send + 'static,
     T: Send + 'static,
 {
-    web::block(f)
+    let outcome = web::block(f)
         .await
-        .map_err(|e| ApiError::Store(beacon_store::StoreError::Unavailable(e.to_string())))?
-        .map_err(ApiError::Store)
+        .map_err(|e| beacon_store::StoreError::Unavailable(e.to_string()))
+        .and_then(|result| result);
+    health.observe(&outcome);
+    outcome.map_err(ApiError::Store)
 }
 
 /// RFC 3339 in UTC, with as many fraction digits as needed.

@@ -23,7 +23,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     };
     let limit = query.limit;
     let store = state.store.clone();
-    let sessions = blocking(move || store.list_sessions(&query)).await?;
+    let sessions = blocking(&state.health, move || store.list_sessions(&query)).await?;
     // A full page may have a next one; the cursor is the last row's key.
     let next_cursor = (sessions.len() as i64 == limit)
         .then(|| {
@@ -46,7 +46,7 @@ pub async fn one(
         return Err(ApiError::SessionNotFound);
     }
     let store = state.store.clone();
-    let found = blocking(move || {
+    let found = blocking(&state.health, move || {
         let Some(session) = store.session_summary(&token)? else {
             return Ok(None);
         };

@@ -125,7 +125,7 @@ async fn stats(
     let bounds = bucket_bounds(tz, interval, from, to);
     let (first, last) = (bounds.first().copied(), bounds.last().copied());
     let store = state.store.clone();
-    let stats = blocking(move || store.bucket_stats(&bounds)).await?;
+    let stats = blocking(&state.health, move || store.bucket_stats(&bounds)).await?;
     let buckets: Vec<Bucket> = stats
         .buckets
         .iter()

@@ -53,7 +53,7 @@ async fn top(
     }
     let limit = p.limit(10, 100)?;
     let store = state.store.clone();
-    let items = blocking(move || store.top(dimension, range, limit)).await?;
+    let items = blocking(&state.health, move || store.top(dimension, range, limit)).await?;
     let items: Vec<Value> = items
         .into_iter()
         .map(|t| {

@@ -9,7 +9,12 @@ use crate::state::AppState;
 pub async fn up(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
     let backend = store.backend().name();
-    let ok = matches!(web::block(move || store.ping()).await, Ok(Ok(())));
+    let ping = web::block(move || store.ping())
+        .await
+        .map_err(|e| beacon_store::StoreError::Unavailable(e.to_string()))
+        .and_then(|result| result);
+    state.health.observe(&ping);
+    let ok = ping.is_ok();
     state.live.set_stale(!ok);
     if ok {
         HttpResponse::Ok().json(json!({"status": "ok", "database": "up", "backend": backend}))
