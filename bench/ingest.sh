@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Ingest benchmark: every scenario of issue 4 in one run, one table at the end.
+# Ingest benchmark: every ingest scenario (docs/benchmarks.md, "The scenarios")
+# in one run, one table at the end.
 #
 #   bench/ingest.sh            full run (release build, 20 s per scenario)
 #   bench/ingest.sh --smoke    a few seconds per scenario, small load (CI);
@@ -400,7 +401,7 @@ drop_pg_db
 
 # 3b. One commit per request with eight writers: per-request commits at the
 # concurrency that gave them the most events/s here (1, 2, 4, 8 and 16
-# writers measured, docs/benchmarks.md), as a service committing in each
+# writers measured; docs/benchmarks.md, "The scenarios"), as a service committing in each
 # request's handler would run them. Scenario 3 keeps the default writers.
 # Set through the environment, so that BENCH_SERVER_FLAGS may still name
 # --writers (a flag wins over its variable).
@@ -475,8 +476,8 @@ awk -v row="$(printf '%s\n' "${ROWS[@]}" | awk -F '\t' '$1 == "2-pg-group-commit
 # A commit's fixed CPU cost F and an event's c, from scenarios 2 and 3 of
 # this run (x = c + F / n for commits of n events; both scenarios run the
 # same binary), and what the two ratio targets then ask of scenario 2's
-# CPU per event x2 (docs/benchmarks.md, "Why the two targets that are
-# missed are missed"): 50% of the COPY ceiling needs x2 <= 2 * cores * u2
+# CPU per event x2 (docs/benchmarks.md, "Targets"; the derivation is in
+# bench/results/2026-12-02-ingest-sixth-machine.md): 50% of the COPY ceiling needs x2 <= 2 * cores * u2
 # / C; 10x scenario 3 needs F (1/n3 - rho/n2) >= (rho - 1) c with rho = 10
 # u3 / u2, which is cheapest at c = the least-CPU bound above.
 cost_line() { # name -> "cpu_s events secs transactions"

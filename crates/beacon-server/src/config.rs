@@ -90,9 +90,9 @@ pub struct Config {
 
     /// Writer threads committing batches (PostgreSQL; SQLite always uses 1).
     /// Two overlap one batch's statements with the other's: on 2 cores they
-    /// ingested as much as one writer or up to 14% more, at 13-22% more CPU
-    /// per event (one writer's batches are twice as large). More help only
-    /// when PostgreSQL has cores of its own to spare (docs/benchmarks.md).
+    /// ingest as much as one writer or more, at more CPU per event (one
+    /// writer's batches are larger). More help only when PostgreSQL has
+    /// cores of its own to spare (docs/operations.md).
     #[arg(long, env = "BEACON_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
     pub writers: u32,
 

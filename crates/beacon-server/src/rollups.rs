@@ -26,10 +26,9 @@ use crate::StartError;
 /// small enough to keep each transaction short.
 ///
 /// On SQLite a pass writes under the one write lock, and every commit
-/// waits for it. With passes of 20,000 events the p99.9 of `/track` was
-/// 138-145 ms in full benchmark runs; with 1,000 (and the pass reading
-/// before it takes the lock) it is 13-17 ms, with a p99 of 11-13 ms
-/// instead of 7-10 (docs/benchmarks.md, item 12).
+/// waits for it: small passes, which read before they take the lock, keep
+/// that wait short, at a slightly higher p99 than no passes would give
+/// (docs/benchmarks.md, "What limits throughput").
 fn pass_events(backend: Backend) -> usize {
     match backend {
         Backend::Postgres => 20_000,

@@ -65,9 +65,9 @@ pub struct Store {
     /// Taken by every SQLite write transaction of this store, before its
     /// connection ([`Store::sqlite_write_conn`]). SQLite lets one writer in
     /// at a time, and its own wait for the write lock (`busy_timeout`)
-    /// polls with sleeps of up to 100 ms, in no order: behind a rollup
-    /// pass, a commit waited up to 240 ms, and a pass starting again at
-    /// once could keep it waiting longer. This lock
+    /// polls with sleeps, in no order: a commit behind a rollup pass could
+    /// sleep through several of them, and a pass starting again at once
+    /// could keep it waiting longer. This lock
     /// hands the turn over in arrival order, at once; `busy_timeout` is
     /// left for other processes (a `beacon rollup --rebuild` beside a
     /// server).

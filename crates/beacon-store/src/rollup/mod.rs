@@ -94,8 +94,7 @@ const ROLL_UP_ALL_PASS: usize = 20_000;
 /// `settled`. Bounding the id range rather than the rows read (`LIMIT`
 /// after `ORDER BY id`) lets PostgreSQL read just those rows, with no sort:
 /// with `LIMIT`, a fresh table's stale statistics made it read every
-/// pending row and sort them on disk to keep the first `limit`
-/// (docs/benchmarks.md). Ids are dense but for gaps (rolled-back inserts,
+/// pending row and sort them on disk to keep the first `limit`. Ids are dense but for gaps (rolled-back inserts,
 /// duplicates skipped), so a pass folds at most `limit` events.
 fn pass_end(from: i64, settled: i64, limit: usize) -> i64 {
     settled.min(from.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX)))

@@ -206,7 +206,8 @@ impl RunQueryDsl<PgConnection> for PgNextEventIds {}
 /// cannot be duplicates: they are written with one `COPY`, with ids taken
 /// from the sequence beforehand, which costs PostgreSQL a fraction of an
 /// `INSERT … ON CONFLICT` (no speculative insertion, one WAL record per
-/// page of rows; docs/benchmarks.md). Events with a client id go through
+/// page of rows; docs/architecture.md, "Idempotency per session, checked
+/// only where a duplicate is possible"). Events with a client id go through
 /// the duplicate-checking insert.
 ///
 /// `sessions` are the sessions to upsert (sorted by token), `ids` those of
