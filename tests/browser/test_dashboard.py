@@ -37,16 +37,16 @@ def known_events(now):
     g, hn = "https://www.google.com/", "https://news.ycombinator.com/"
     d3, d2 = 3 * 24 * 60, 2 * 24 * 60
     return [
-        ev("s1", d3, "visit", "/", {"title": "Home"}, g),
-        ev("s1", d3 - 1, "visit", "/pricing", {"title": "Pricing"}, g),
+        ev("s1", d3, "visit", "/", {"page_title": "Home"}, g),
+        ev("s1", d3 - 1, "visit", "/pricing", {"page_title": "Pricing"}, g),
         ev("s1", d3 - 2, "click", "/pricing", {"label": "Buy"}, g),
-        ev("s2", d2, "visit", "/", {"title": "Home"}, hn),
+        ev("s2", d2, "visit", "/", {"page_title": "Home"}, hn),
         ev("s2", d2 - 1, "click", "/", {"label": "Buy"}, hn),
         ev("s2", d2 - 2, "click", "/", {"label": "Docs"}, hn),
-        ev("s3", 5, "visit", "/", {"title": "Home"}),
-        ev("s3", 4, "visit", "/blog", {"title": "Blog"}),
+        ev("s3", 5, "visit", "/", {"page_title": "Home"}),
+        ev("s3", 4, "visit", "/blog", {"page_title": "Blog"}),
         ev("s3", 3, "scroll", "/blog", {"depth": 80}),
-        ev("s4", 3, "visit", "/blog", {"title": "Blog"}, g),
+        ev("s4", 3, "visit", "/blog", {"page_title": "Blog"}, g),
         ev("s4", 2, "click", "/blog", {"label": "Subscribe"}, g),
     ]
 
@@ -180,7 +180,7 @@ def test_a_tracked_event_shows_on_the_live_panel(new_page, beacon):
     sign_in(page, beacon)
     expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
     url = f"https://site.example/live/{uuid.uuid4()}"
-    beacon.track([{"type": "visit", "sessionId": f"live-{uuid.uuid4()}", "url": url, "data": {"title": "Live"}}])
+    beacon.track([{"type": "visit", "sessionId": f"live-{uuid.uuid4()}", "url": url, "data": {"page_title": "Live"}}])
     # One tick is a second here (--stream-interval 1s): the default wait of
     # a few seconds is a generous bound, and not what is tested.
     expect(page.locator("#feed")).to_contain_text(url)

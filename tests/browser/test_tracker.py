@@ -77,14 +77,14 @@ def test_a_visit_with_spa_navigation_clicks_scroll_hide_and_leave_stores_exactly
     home, outbound = spa_page(site, beacon, "spa")
     page = new_page()
 
-    with page.expect_request(has("visit", title="Home")):
+    with page.expect_request(has("visit", page_title="Home")):
         page.goto(home)
     sid = page.evaluate("sessionStorage.getItem('beacon_sid')")
-    with page.expect_request(has("visit", title="Page A")):
+    with page.expect_request(has("visit", page_title="Page A")):
         page.evaluate("go('/spa/a')")
-    with page.expect_request(has("visit", title="Page B")):
+    with page.expect_request(has("visit", page_title="Page B")):
         page.evaluate("go('/spa/b')")
-    with page.expect_request(has("visit", title="Page A")):
+    with page.expect_request(has("visit", page_title="Page A")):
         page.go_back()
     assert page.evaluate("location.pathname") == "/spa/a"
 
@@ -121,7 +121,7 @@ def test_a_visit_with_spa_navigation_clicks_scroll_hide_and_leave_stores_exactly
     def summary(e):
         path = e["url"].removeprefix(site.url(""))
         data = e["metadata"] or {}
-        detail = {"visit": data.get("title"), "click": data.get("label"), "scroll": data.get("depth")}
+        detail = {"visit": data.get("page_title"), "click": data.get("label"), "scroll": data.get("depth")}
         return (e["type"], path, detail.get(e["type"]))
 
     assert sorted(map(summary, stored), key=repr) == sorted(expected, key=repr)
@@ -189,7 +189,7 @@ def test_a_prerendered_page_is_counted_only_once_shown(new_page, site, beacon):
     page.goto(home)
     page.wait_for_load_state("load")
     assert page.evaluate("typeof window.beacon") == "undefined", "waiting while prerendered"
-    with page.expect_request(has("visit", title="Home")):
+    with page.expect_request(has("visit", page_title="Home")):
         page.evaluate("""() => {
             delete document.prerendering;
             document.dispatchEvent(new Event("prerenderingchange"));

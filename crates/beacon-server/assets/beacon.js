@@ -52,7 +52,7 @@
     if (key() == page) return;
     depthOut();
     page = key(); depth = sent = 0;
-    push("visit", { title: d.title });
+    push("visit", { page_title: d.title });
   }
   function nav() { clearTimeout(navT); navT = setTimeout(view, 100); }
   function leave(end) {
