@@ -7,6 +7,7 @@
 mod abuse;
 mod auth;
 mod auth_cookie;
+mod cli;
 mod faults;
 mod helpers;
 mod history;

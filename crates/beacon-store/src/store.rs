@@ -96,6 +96,16 @@ impl Store {
     pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<Self, StoreError> {
         let pools = match url {
             DatabaseUrl::Postgres(raw) => {
+                // libpq initializes OpenSSL on its first TLS handshake, and
+                // OpenSSL then frees its state in an exit handler. The pool
+                // opens connections on threads of its own, so a command
+                // that ends while one is being opened (`beacon migrate`
+                // right after its migrations, as the pool refills) had
+                // that handler free the state under the handshake: a
+                // segfault at exit. Initialized here first, without the
+                // exit handler, OpenSSL's state lives as long as the
+                // process does.
+                openssl_sys::init();
                 let raw = with_connect_timeout(raw, options.connection_timeout);
                 let pool = Pool::builder()
                     .max_size(options.max_size.max(1))
