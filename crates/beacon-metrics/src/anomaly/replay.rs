@@ -247,3 +247,165 @@ pub fn replay(
     }
     Ok(lines)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn err(csv: &str) -> (usize, String) {
+        match parse_series(csv, None) {
+            Err(AnomalyError::Csv { line, message }) => (line, message),
+            other => panic!("expected a CSV error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn timestamps_may_be_rfc3339_or_plain_utc_and_the_step_is_inferred() {
+        let csv = "timestamp,value\n2026-11-30T10:00:00Z,4\n2026-11-30 10:05:00,5\n2026-11-30T11:10:00+01:00,6\n";
+        let s = parse_series(csv, None).unwrap();
+        assert_eq!(s.step, Duration::from_secs(300));
+        assert_eq!(s.start.to_rfc3339(), "2026-11-30T10:00:00+00:00");
+        assert_eq!(s.counts, vec![Some(4), Some(5), Some(6)]);
+    }
+
+    #[test]
+    fn a_missing_interval_or_an_empty_value_is_a_gap_not_a_zero() {
+        let csv =
+            "timestamp,value\n2026-11-30 10:00:00,4\n2026-11-30 10:05:00,\n2026-11-30 10:20:00,0\n";
+        let s = parse_series(csv, None).unwrap();
+        assert_eq!(s.counts, vec![Some(4), None, None, None, Some(0)]);
+    }
+
+    #[test]
+    fn a_given_step_is_used_and_rows_must_fall_on_it() {
+        let csv = "timestamp,value\n2026-11-30 10:00:00,4\n2026-11-30 10:30:00,5\n";
+        let s = parse_series(csv, Some(Duration::from_secs(900))).unwrap();
+        assert_eq!(s.counts, vec![Some(4), None, Some(5)]);
+        let seven_hours = Duration::from_secs(3600 * 7);
+        assert_eq!(
+            parse_series(csv, Some(seven_hours)),
+            Err(AnomalyError::BadStep(seven_hours))
+        );
+        let csv = "timestamp,value\n2026-11-30 10:00:00,4\n2026-11-30 10:05:00,4\n2026-11-30 10:12:00,5\n";
+        assert_eq!(err(csv).0, 4);
+    }
+
+    #[test]
+    fn bad_csv_is_refused_with_the_line_that_is_wrong() {
+        let cases = [
+            ("time,count\n2026-11-30 10:00:00,4\n", 1, "header"),
+            ("", 1, "header"),
+            ("timestamp,value\n", 1, "no rows"),
+            ("timestamp,value\n2026-11-30 10:00:00,4\n", 2, "one row"),
+            (
+                "timestamp,value\n2026-11-30 10:00:00,4\nyesterday,5\n",
+                3,
+                "invalid timestamp",
+            ),
+            (
+                "timestamp,value\n2026-11-30 10:00:00,4\n2026-11-30 10:05:00,-1\n",
+                3,
+                "invalid value",
+            ),
+            (
+                "timestamp,value\n2026-11-30 10:00:00,4\n2026-11-30 10:05:00,2.5\n",
+                3,
+                "invalid value",
+            ),
+            (
+                "timestamp,value\n2026-11-30 10:00:00,4\n2026-11-30 10:05:00,4,4\n",
+                3,
+                "found 3",
+            ),
+            (
+                "timestamp,value\n2026-11-30 10:05:00,4\n2026-11-30 10:00:00,4\n",
+                3,
+                "not after",
+            ),
+            (
+                "timestamp,value\n2026-11-30 10:05:00,4\n2026-11-30 10:05:00,4\n",
+                3,
+                "not after",
+            ),
+            (
+                "timestamp,value\n2026-11-30T10:00:00.5Z,4\n2026-11-30 10:05:00,4\n",
+                2,
+                "fraction",
+            ),
+        ];
+        for (csv, line, needle) in cases {
+            let (got_line, message) = err(csv);
+            assert_eq!(got_line, line, "{csv:?}: {message}");
+            assert!(message.contains(needle), "{csv:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn whole_float_counts_quotes_crlf_and_blank_lines_are_accepted() {
+        let csv = "\u{feff}\"timestamp\",\"value\"\r\n\"2026-11-30 10:00:00\",\"4.0\"\r\n\r\n2026-11-30 10:05:00,5\r\n";
+        let s = parse_series(csv, None).unwrap();
+        assert_eq!(s.counts, vec![Some(4), Some(5)]);
+    }
+
+    #[test]
+    fn steps_parse_with_units() {
+        assert_eq!(parse_step("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_step("300"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_step("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_step("1d"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_step("5 parsecs").is_err());
+        assert!(parse_step("m").is_err());
+    }
+
+    /// Two steady weeks at 40 per interval, then `tail`.
+    fn csv_with(tail: &[Option<u64>]) -> String {
+        let start = DateTime::parse_from_rfc3339("2026-11-30T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut csv = String::from("timestamp,value\n");
+        let weeks = (0..2 * 2016).map(|i| Some(if i % 2 == 0 { 36 } else { 44 }));
+        for (i, v) in weeks.chain(tail.iter().copied()).enumerate() {
+            if let Some(v) = v {
+                let t = start + chrono::Duration::minutes(5 * i as i64);
+                csv.push_str(&format!("{},{v}\n", t.format("%Y-%m-%d %H:%M:%S")));
+            }
+        }
+        csv
+    }
+
+    #[test]
+    fn the_replay_reports_each_anomaly_once_at_the_interval_that_opened_it() {
+        let mut tail = vec![Some(40); 12];
+        tail.extend([Some(0), Some(0), Some(0), Some(40)]);
+        tail.extend(vec![Some(40); 24]);
+        tail.extend([Some(160), Some(160), Some(160)]);
+        let lines = replay(&csv_with(&tail), None, DetectorConfig::default()).unwrap();
+        let json: Vec<String> = lines
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap())
+            .collect();
+        assert_eq!(json.len(), 2, "{json:?}");
+        assert!(
+            json[0].starts_with(r#"{"kind":"dark","start":"2026-12-14T01:05:00Z","end":"2026-12-14T01:15:00Z","observed":0,"expected":"#),
+            "{}",
+            json[0]
+        );
+        assert!(
+            json[1].starts_with(r#"{"kind":"spike","start":"2026-12-14T03:25:00Z","end":null,"observed":320,"expected":"#),
+            "{}",
+            json[1]
+        );
+    }
+
+    #[test]
+    fn missing_intervals_in_the_file_never_open_dark() {
+        let mut tail = vec![Some(40); 12];
+        tail.extend(vec![None; 36]);
+        tail.extend(vec![Some(40); 12]);
+        assert!(replay(&csv_with(&tail), None, DetectorConfig::default())
+            .unwrap()
+            .is_empty());
+    }
+}
