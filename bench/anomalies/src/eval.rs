@@ -20,6 +20,7 @@ pub struct Setup {
     pub warm_weeks: usize,
     pub sensitivity: f64,
     pub views_per_visit: f64,
+    pub quiet_minutes: u64,
     pub verbose: bool,
 }
 
@@ -136,6 +137,7 @@ pub fn run_site(s: &Setup) -> Result<Tally, AnomalyError> {
     let injections = schedule(&mut rng, &injected);
     let config = DetectorConfig {
         sensitivity: s.sensitivity,
+        quiet_after: Duration::from_secs(60 * s.quiet_minutes),
         ..DetectorConfig::default()
     };
     let mut detector = AnomalyDetector::new(config, 5, 5)?;

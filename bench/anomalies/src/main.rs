@@ -37,6 +37,10 @@ struct Args {
     /// Detector sensitivity (1 is the default).
     #[arg(long, default_value_t = 1.0)]
     sensitivity: f64,
+    /// How long a spike or drop must look normal before it is closed,
+    /// minutes (the detector's `quiet_after`).
+    #[arg(long, default_value_t = 60)]
+    quiet_minutes: u64,
     /// Mean page views per visit (geometric). Views of one visit make page
     /// views vary more than a Poisson count; 1 gives Poisson page views.
     #[arg(long, default_value_t = 2.0)]
@@ -60,6 +64,7 @@ fn main() {
                 warm_weeks: args.warm_weeks,
                 sensitivity: args.sensitivity,
                 views_per_visit: args.views_per_visit,
+                quiet_minutes: args.quiet_minutes,
                 verbose: args.verbose,
             };
             match eval::run_site(&setup) {

@@ -20,7 +20,7 @@ const LEVEL_HALF_LIFE: f64 = 3.0 * 86_400.0;
 const DAY_LEVEL_HALF_LIFE: f64 = 3.0 * 3600.0;
 /// How far the day's level may stray from the slow level: far enough for
 /// an ordinary busy or quiet day, not so far that it absorbs a drop.
-const DAY_LEVEL_RANGE: f64 = 1.15;
+const DAY_LEVEL_RANGE: f64 = 1.6;
 /// Events the level's prior (1.0) is worth: small series keep level 1.
 const LEVEL_PRIOR: f64 = 30.0;
 

@@ -118,9 +118,12 @@ impl Dimension {
                 .map_or(0, |(_, c)| *c);
             s.score += SCORE_ALPHA * (count as f64 - s.score);
             for event in s.detector.observe(t, count)? {
+                // A page or referrer speaks for itself only with two weeks
+                // of its own history: one that joined during a burst has
+                // learned the burst.
                 let show = match &event {
                     Event::Opened(a) => {
-                        s.hidden = site.explains(a.kind);
+                        s.hidden = site.explains(a.kind) || s.detector.mode() != Mode::Ready;
                         !s.hidden
                     }
                     Event::Closed(_) => !std::mem::take(&mut s.hidden),
