@@ -287,7 +287,11 @@ fn score(
                 t.dark.count(hit.is_some());
                 let per_hour = (0..3).map(|k| site.rate(j.start + k)).sum::<f64>() * 4.0;
                 if j.len >= 3 && per_hour >= 120.0 {
-                    t.dark_target.count(delay.is_some_and(|d| d <= 15.0));
+                    let in_time = delay.is_some_and(|d| d <= 15.0);
+                    if s.verbose && !in_time {
+                        eprintln!("late: {:>7}/day seed {} {} dark for {} min at {per_hour:.0}/h, found after {delay:?} min", s.daily, s.seed, at(j.start), j.len * 5);
+                    }
+                    t.dark_target.count(in_time);
                 }
             }
         }

@@ -97,6 +97,19 @@ impl SiteMove {
     }
 }
 
+/// A drop or dark period of a page or referrer is believed only if what was
+/// expected is within reach of its mean count of the last day: a referrer
+/// that sent one burst two weeks ago has learned the burst, and its silence
+/// since is no news.
+fn plausible_shortfall(s: &Tracked, a: &Anomaly) -> bool {
+    if a.kind == AnomalyKind::Spike {
+        return true;
+    }
+    let step = s.detector.config().step.as_secs().max(1) as f64;
+    let intervals = ((a.start - a.onset).num_seconds() as f64 / step).max(0.0) + 1.0;
+    a.expected <= 4.0 * s.score * intervals + 5.0
+}
+
 /// Weight of the newest interval in a series' rank (about a day's memory
 /// at five-minute steps).
 const SCORE_ALPHA: f64 = 1.0 / 288.0;
@@ -123,7 +136,9 @@ impl Dimension {
                 // learned the burst.
                 let show = match &event {
                     Event::Opened(a) => {
-                        s.hidden = site.explains(a.kind) || s.detector.mode() != Mode::Ready;
+                        s.hidden = site.explains(a.kind)
+                            || s.detector.mode() != Mode::Ready
+                            || !plausible_shortfall(s, a);
                         !s.hidden
                     }
                     Event::Closed(_) => !std::mem::take(&mut s.hidden),
