@@ -155,7 +155,7 @@ impl Dimension {
             .iter()
             .filter(|(k, c)| *c > 0 && !self.series.iter().any(|s| s.key == *k))
             .collect();
-        newcomers.sort_by(|a, b| b.1.cmp(&a.1));
+        newcomers.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         for (key, count) in newcomers {
             if self.series.len() >= self.max {
                 // Replace the quietest series that has nothing open, only for
