@@ -48,7 +48,8 @@ struct Tracked {
     detector: Detector,
     /// Exponentially weighted mean count, to rank the series.
     score: f64,
-    /// Its open anomaly repeats the site's (same kind): not reported.
+    /// Its open anomaly is not reported (it moves with the site, or the
+    /// series is too new to speak for itself).
     hidden: bool,
 }
 

@@ -464,3 +464,49 @@ fn a_detector_of_one_series_stays_a_few_kilobytes() {
     let d = warmed(&steady(50, 3 * WEEK));
     assert!(d.memory_bytes() < 8 * 1024, "{}", d.memory_bytes());
 }
+
+#[test]
+fn a_page_first_seen_live_is_not_reported_on_before_two_weeks_of_history() {
+    let mut d = AnomalyDetector::new(DetectorConfig::default(), 6, 5).unwrap();
+    d.warm(&SeriesKey::Site, t(0), STEP, &steady(500, 3 * WEEK))
+        .unwrap();
+    let s = 3 * WEEK;
+    // A new page with 10 views per interval for a day and a half, then a
+    // burst of 60: tracked, but too new to speak for itself.
+    let mut reported = Vec::new();
+    for k in 0..(432 + 3) {
+        let views = if k < 432 { 10 } else { 60 };
+        let pages = [("/new", views)];
+        let counts = IntervalCounts {
+            total: 500 + views - 10,
+            pages: &pages,
+            referrers: &[],
+        };
+        reported.extend(d.observe(t(s + k), &counts).unwrap());
+    }
+    assert!(d.series().contains(&SeriesKey::Page("/new".into())));
+    assert!(reported.is_empty(), "{reported:?}");
+    // Warmed with two weeks, the same burst is reported.
+    let mut warm = AnomalyDetector::new(DetectorConfig::default(), 6, 5).unwrap();
+    warm.warm(&SeriesKey::Site, t(0), STEP, &steady(500, 3 * WEEK))
+        .unwrap();
+    warm.warm(
+        &SeriesKey::Page("/new".into()),
+        t(0),
+        STEP,
+        &steady(10, 3 * WEEK),
+    )
+    .unwrap();
+    let mut reported = Vec::new();
+    for k in 0..3 {
+        let pages = [("/new", 60)];
+        let counts = IntervalCounts {
+            total: 550,
+            pages: &pages,
+            referrers: &[],
+        };
+        reported.extend(warm.observe(t(s + k), &counts).unwrap());
+    }
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert_eq!(reported[0].series, SeriesKey::Page("/new".into()));
+}

@@ -82,6 +82,9 @@ impl Detector {
     fn close(&mut self, end: i64, events: &mut Vec<Event>) {
         let end = self.pending_end.take().map_or(end, |p| p.min(end));
         if let Some(mut a) = self.open.take() {
+            // The interval that opened it was part of it, even when a dark
+            // period that began there supersedes it.
+            let end = end.max(a.start.timestamp() + self.step);
             a.end = Some(secs_to_time(end));
             events.push(Event::Closed(a));
             // Windows after an anomaly start afresh: its intervals are no
