@@ -17,6 +17,8 @@ mod stats;
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_multi;
 
 use std::time::Duration;
 
