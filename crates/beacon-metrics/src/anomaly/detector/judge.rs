@@ -192,8 +192,12 @@ impl Detector {
         }
         let (z_spike, z_drop) = self.z_open();
         let mut best: Option<Window> = None;
+        // Windows grow back from the newest interval: running sums.
+        let (mut o, mut e) = self.window(self.min_len - 1);
         for len in self.min_len..=self.max_len.min(usable) {
-            let (o, e) = self.window(len);
+            let slot = self.ring[(self.head + cap - len) % cap];
+            o += slot.observed;
+            e += slot.expected;
             let z = self.z(o, e);
             // The window starts inside the anomaly: its first interval is
             // on the anomaly's side too.
