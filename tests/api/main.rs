@@ -13,6 +13,7 @@ mod helpers;
 mod history;
 mod hostile;
 mod logs;
+mod replay;
 mod shutdown;
 mod stream;
 mod track;

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod anomaly;
 mod chunks;
 mod config;
 mod event;

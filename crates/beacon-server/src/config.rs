@@ -34,6 +34,29 @@ pub enum Command {
     Migrate,
     /// Maintain the rollups of the historical API.
     Rollup(RollupArgs),
+    /// Anomaly detection on a recorded series (no server, no database).
+    #[command(subcommand)]
+    Anomalies(AnomaliesCommand),
+}
+
+/// `beacon anomalies`.
+#[derive(Debug, Subcommand)]
+pub enum AnomaliesCommand {
+    /// Feed a CSV series (`timestamp,value`) to the detector as if it
+    /// arrived live; print one JSON line per anomaly it opens.
+    Replay(ReplayArgs),
+}
+
+/// `beacon anomalies replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The CSV file: header `timestamp,value`, one row per interval.
+    #[arg(long)]
+    pub input: std::path::PathBuf,
+    /// Width of an interval, e.g. `5m` or `1h`; inferred from the rows
+    /// when omitted.
+    #[arg(long, value_parser = beacon_metrics::anomaly::parse_step)]
+    pub step: Option<Duration>,
 }
 
 /// `beacon rollup`.

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod anomalies;
 mod app;
 pub mod assets;
 pub mod auth;
@@ -55,6 +56,7 @@ pub fn run(cli: Cli) -> RunResult {
             );
             Ok(())
         }
+        Command::Anomalies(config::AnomaliesCommand::Replay(args)) => anomalies::replay(&args),
         Command::Serve => actix_web::rt::System::new().block_on(async move {
             let app = Application::build(cli.config).await?;
             app.run_until_stopped().await?;
