@@ -455,7 +455,7 @@ mod tests {
             .iter()
             .map(|p| match p {
                 Param::Int(v) => *v,
-                Param::Text(_) => unreachable!(),
+                _ => unreachable!("only integers are bound here"),
             })
             .collect();
         assert_eq!(values, vec![90, 96, 1, 2, 192, 197]);

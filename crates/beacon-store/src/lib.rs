@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod anomalies;
 mod error;
 mod history;
 mod known;
@@ -12,6 +13,7 @@ pub mod testing;
 mod url;
 mod write;
 
+pub use anomalies::AnomalyRow;
 pub use error::StoreError;
 pub use history::{
     Bucket, BucketFigures, BucketStats, EventQuery, SessionQuery, SessionSummary, TopDimension,

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Double, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::{sql_query, QueryableByName, RunQueryDsl};
 
@@ -28,6 +28,8 @@ struct Count {
 pub(crate) enum Param {
     Int(i64),
     Text(String),
+    Float(f64),
+    NullableInt(Option<i64>),
 }
 
 /// Rewrites `?` placeholders to PostgreSQL's `$1, $2, …`. The queries of
@@ -61,6 +63,8 @@ where
                 q = match p {
                     Param::Int(v) => q.bind::<BigInt, _>(*v),
                     Param::Text(s) => q.bind::<Text, _>(s.as_str()),
+                    Param::Float(v) => q.bind::<Double, _>(*v),
+                    Param::NullableInt(v) => q.bind::<Nullable<BigInt>, _>(*v),
                 };
             }
             Ok(q.load(&mut conn)?)
@@ -72,9 +76,45 @@ where
                 q = match p {
                     Param::Int(v) => q.bind::<BigInt, _>(*v),
                     Param::Text(s) => q.bind::<Text, _>(s.as_str()),
+                    Param::Float(v) => q.bind::<Double, _>(*v),
+                    Param::NullableInt(v) => q.bind::<Nullable<BigInt>, _>(*v),
                 };
             }
             Ok(q.load(&mut conn)?)
+        }
+    }
+}
+
+/// Runs the statement `sql` (with `?` placeholders, none inside literals)
+/// on the configured backend, a SQLite one with this store's write turn
+/// (see `Store::sqlite_write_conn`); returns the rows it changed.
+pub(crate) fn execute(store: &Store, sql: &str, params: &[Param]) -> Result<usize, StoreError> {
+    match &*store.pools {
+        Pools::Pg(pool) => {
+            let mut conn = pool.get()?;
+            let mut q = sql_query(pg_placeholders(sql)).into_boxed::<Pg>();
+            for p in params {
+                q = match p {
+                    Param::Int(v) => q.bind::<BigInt, _>(*v),
+                    Param::Text(s) => q.bind::<Text, _>(s.as_str()),
+                    Param::Float(v) => q.bind::<Double, _>(*v),
+                    Param::NullableInt(v) => q.bind::<Nullable<BigInt>, _>(*v),
+                };
+            }
+            Ok(q.execute(&mut conn)?)
+        }
+        Pools::Sqlite(pool) => {
+            let (_turn, mut conn) = store.sqlite_write_conn(pool)?;
+            let mut q = sql_query(sql).into_boxed::<Sqlite>();
+            for p in params {
+                q = match p {
+                    Param::Int(v) => q.bind::<BigInt, _>(*v),
+                    Param::Text(s) => q.bind::<Text, _>(s.as_str()),
+                    Param::Float(v) => q.bind::<Double, _>(*v),
+                    Param::NullableInt(v) => q.bind::<Nullable<BigInt>, _>(*v),
+                };
+            }
+            Ok(q.execute(&mut conn)?)
         }
     }
 }
