@@ -70,11 +70,23 @@ pub fn spawn_app_with(db: &TestDatabase, tweak: impl FnOnce(&mut Config)) -> Tes
 /// Runs the application with `config` on its own thread; the returned
 /// app's `store` is a separate pool on the same database.
 pub fn spawn_config(config: Config) -> TestApp {
+    spawn_config_with_clock(
+        config,
+        std::sync::Arc::new(beacon_server::clock::SystemClock),
+    )
+}
+
+/// [`spawn_config`] with the clock the application's handlers and workers
+/// take the time from.
+pub fn spawn_config_with_clock(
+    config: Config,
+    clock: beacon_server::clock::SharedClock,
+) -> TestApp {
     let store = Store::connect(&config.database_url, &PoolOptions::default()).unwrap();
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let app = Application::build(config)
+            let app = Application::build_with_clock(config, clock)
                 .await
                 .expect("application builds");
             tx.send((app.port(), app.handle())).unwrap();

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod abuse;
+mod anomalies;
 mod auth;
 mod auth_cookie;
 mod cli;

@@ -169,6 +169,12 @@ pub struct Config {
     #[arg(long, env = "BEACON_ROLLUP_INTERVAL", default_value = "1s", value_parser = parse_duration, global = true)]
     pub rollup_interval: Duration,
 
+    /// Width of the intervals the anomaly detector counts page views in
+    /// (whole seconds from a minute to a day, dividing a day). Hidden: the
+    /// default suits every site; tests shorten it.
+    #[arg(long, env = "BEACON_ANOMALY_INTERVAL", default_value = "5m", value_parser = parse_duration, hide = true, global = true)]
+    pub anomaly_interval: Duration,
+
     /// Time between two live snapshots on /stream, e.g. `5s` or `500ms`.
     #[arg(long, env = "BEACON_STREAM_INTERVAL", default_value = "5s", value_parser = parse_duration, global = true)]
     pub stream_interval: Duration,

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod anomalies;
+pub mod anomaly_worker;
 mod app;
 pub mod assets;
 pub mod auth;

@@ -10,6 +10,7 @@ use actix_web::web;
 use beacon_model::Limits;
 use beacon_store::{Backend, PoolOptions, Store, StoreError};
 
+use crate::anomaly_worker::AnomalyWorker;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::health::DatabaseHealth;
@@ -53,6 +54,7 @@ pub struct Application {
     ingestor: Ingestor,
     writers: Writers,
     roller: Roller,
+    anomalies: AnomalyWorker,
     /// The async tasks, stopped last, in this order.
     tasks: Vec<Task>,
     store: Store,
@@ -98,8 +100,8 @@ pub fn open_store(config: &Config, migrate: bool) -> Result<Store, StoreError> {
 
 impl Application {
     /// Binds the listener, opens the database (migrating unless configured
-    /// not to), and starts the live metrics, the writers, the rollup worker
-    /// and the HTTP server. Port 0 picks a free port.
+    /// not to), and starts the live metrics, the writers, the rollup worker,
+    /// the anomaly worker and the HTTP server. Port 0 picks a free port.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         Self::build_with_clock(config, Arc::new(SystemClock)).await
     }
@@ -129,6 +131,12 @@ impl Application {
             Arc::clone(&rollups),
             Arc::clone(&clock),
         )?;
+        let anomalies = AnomalyWorker::start(
+            store.clone(),
+            config.anomaly_interval,
+            Arc::clone(&live),
+            Arc::clone(&clock),
+        )?;
         let mut tasks = vec![broadcaster];
         let rate_limiter = config.rate_limit.map(|rate| {
             let (limiter, cleaner) = crate::rate_limit::start(rate);
@@ -156,6 +164,7 @@ impl Application {
             ingestor,
             writers,
             roller,
+            anomalies,
             tasks,
             store,
             live,
@@ -191,6 +200,7 @@ impl Application {
             ingestor,
             writers,
             roller,
+            anomalies,
             tasks,
             ..
         } = self;
@@ -211,6 +221,7 @@ impl Application {
             writers.join();
             // After the writers: their last commits are rolled up too.
             roller.stop();
+            anomalies.stop();
         })
         .await
         .is_err()

@@ -43,6 +43,8 @@ struct Tick<'a> {
     /// True when the database is unreachable: the figures are the last ones
     /// known and may be behind.
     stale: bool,
+    /// The open anomalies, as the database had them at the last interval.
+    anomalies: &'a [crate::anomaly_worker::AnomalyView],
 }
 
 /// Live state shared by the writers, the broadcaster and `/stream`.
@@ -56,6 +58,7 @@ pub struct Live {
     stale: AtomicBool,
     committed: AtomicU64,
     retry: Duration,
+    anomalies: RwLock<Vec<crate::anomaly_worker::AnomalyView>>,
 }
 
 impl Live {
@@ -77,6 +80,7 @@ impl Live {
             stale: AtomicBool::new(false),
             committed: AtomicU64::new(0),
             retry: interval.clamp(Duration::from_secs(1), Duration::from_secs(30)),
+            anomalies: RwLock::default(),
         }
     }
 
@@ -107,6 +111,22 @@ impl Live {
         self.stale.store(stale, Ordering::Relaxed);
     }
 
+    /// Replaces the open anomalies shown on `/stream` and `/metrics`.
+    pub fn set_anomalies(&self, open: Vec<crate::anomaly_worker::AnomalyView>) {
+        *self
+            .anomalies
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = open;
+    }
+
+    /// The open anomalies, as last refreshed from the database.
+    pub fn open_anomalies(&self) -> Vec<crate::anomaly_worker::AnomalyView> {
+        self.anomalies
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// True while the figures may be behind because the database is away.
     pub fn is_stale(&self) -> bool {
         self.stale.load(Ordering::Relaxed)
@@ -119,9 +139,11 @@ impl Live {
             Ok(mut metrics) => metrics.snapshot(now),
             Err(_) => return,
         };
+        let anomalies = self.open_anomalies();
         let tick = Tick {
             snapshot: &snapshot,
             stale: self.stale.load(Ordering::Relaxed),
+            anomalies: &anomalies,
         };
         let json = match serde_json::to_string(&tick) {
             Ok(json) => json,

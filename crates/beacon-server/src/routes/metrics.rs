@@ -5,9 +5,11 @@ use actix_web::{web, HttpResponse};
 use crate::state::AppState;
 
 /// Open streams, queued events, committed events and transactions, active
-/// sessions, and the rollup worker's progress.
+/// sessions, the rollup worker's progress and the open anomalies.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let live = &state.live;
+    let open = live.open_anomalies();
+    let open_of = |kind: &str| open.iter().filter(|a| a.kind == kind).count();
     let body = format!(
         "# HELP beacon_open_streams Open /stream connections.\n\
          # TYPE beacon_open_streams gauge\n\
@@ -35,7 +37,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
          beacon_database_outages_total {}\n\
          # HELP beacon_database_up Whether the last storage call found the database available.\n\
          # TYPE beacon_database_up gauge\n\
-         beacon_database_up {}\n",
+         beacon_database_up {}\n\
+         # HELP beacon_open_anomalies Anomalies open now, by kind (as the database had them at the last interval).\n\
+         # TYPE beacon_open_anomalies gauge\n\
+         beacon_open_anomalies{{kind=\"spike\"}} {}\n\
+         beacon_open_anomalies{{kind=\"drop\"}} {}\n\
+         beacon_open_anomalies{{kind=\"dark\"}} {}\n",
         live.open_streams(),
         state.ingestor.queued(),
         live.committed_events(),
@@ -45,6 +52,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         state.rollups.caught_up_at(),
         state.health.outages(),
         u8::from(!state.health.is_down()),
+        open_of("spike"),
+        open_of("drop"),
+        open_of("dark"),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -1,5 +1,6 @@
 //! The route table, shared by the binary and the tests.
 
+mod anomalies;
 mod auth_status;
 #[cfg(feature = "bench-routes")]
 mod bench;
@@ -56,6 +57,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, origins: &Origins) {
     .service(read("/top-pages", d, web::get().to(top::pages)))
     .service(read("/top-referrers", d, web::get().to(top::referrers)))
     .service(read("/top-clicks", d, web::get().to(top::clicks)))
+    .service(read("/anomalies", d, web::get().to(anomalies::list)))
     .service(read("/metrics", d, web::get().to(metrics::metrics)))
     .route("/up", web::get().to(up::up))
     .route("/", web::get().to(dashboard::index))

@@ -1,0 +1,367 @@
+//! The anomaly worker: runs the detector of `beacon-metrics` on the
+//! site's page views and keeps the open anomalies where `/stream` and
+//! `/metrics` show them.
+//!
+//! Exactly one instance detects and stores: the one holding the database
+//! lease [`LEASE`], renewed at every interval and lasting a few, so that
+//! another instance takes over when the holder stops. Counts are read from
+//! the `events` table, so they are the site's, whichever instance stored
+//! them. When the leader takes the lease it folds pending events into the
+//! rollups and warms the detector from the rollups of the past weeks, then
+//! from the events of the last hour, interval by interval. An interval it
+//! cannot read (the database is away) is a gap for the detector, never a
+//! "dark" or "drop": Beacon's blind spot is not the site's.
+//!
+//! Every instance, leader or not, reads the open anomalies from the
+//! database at every interval into [`Live`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use beacon_metrics::anomaly::{
+    Anomaly, AnomalyDetector, AnomalyKind, DetectorConfig, Event, IntervalCounts, SeriesEvent,
+    SeriesKey,
+};
+use beacon_store::{AnomalyRow, Store, StoreError};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde::Serialize;
+
+use crate::clock::SharedClock;
+use crate::live::Live;
+use crate::tasks::spawn_thread;
+use crate::StartError;
+
+/// The name of the database lease held by the detecting instance.
+pub const LEASE: &str = "anomaly-detector";
+
+/// How many intervals a lease lasts without renewal.
+const LEASE_INTERVALS: u32 = 3;
+
+/// How far back the detector is warmed from the rollups.
+const WARM_HISTORY: TimeDelta = TimeDelta::weeks(4);
+
+/// The most recent history is read from the events, interval by interval,
+/// rather than from the rollups' quarters.
+const WARM_FROM_EVENTS: TimeDelta = TimeDelta::hours(1);
+
+/// How often the worker looks at the clock for an interval's end.
+const POLL: Duration = Duration::from_millis(200);
+
+/// An anomaly as `/anomalies` and `/stream` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnomalyView {
+    /// `site`, `page:<url>` or `referrer:<referrer>`.
+    pub series: String,
+    /// `spike`, `drop` or `dark`.
+    pub kind: String,
+    /// Estimated onset, RFC 3339.
+    pub onset: String,
+    /// Start of the interval that opened it, RFC 3339.
+    pub start: String,
+    /// When it ended, RFC 3339; `null` while open.
+    pub end: Option<String>,
+    /// Page views counted over the evidence.
+    pub observed: f64,
+    /// Page views expected over the evidence.
+    pub expected: f64,
+    /// Improbability of the evidence, in standard deviations.
+    pub severity: f64,
+}
+
+fn rfc3339(us: i64) -> String {
+    DateTime::from_timestamp_micros(us)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl From<&AnomalyRow> for AnomalyView {
+    fn from(row: &AnomalyRow) -> Self {
+        Self {
+            series: row.series.clone(),
+            kind: row.kind.clone(),
+            onset: rfc3339(row.onset_us),
+            start: rfc3339(row.start_us),
+            end: row.end_us.map(rfc3339),
+            observed: row.observed,
+            expected: row.expected,
+            severity: row.severity,
+        }
+    }
+}
+
+/// The stored name of a series.
+pub fn series_name(key: &SeriesKey) -> String {
+    match key {
+        SeriesKey::Site => "site".to_owned(),
+        SeriesKey::Page(url) => format!("page:{url}"),
+        SeriesKey::Referrer(referrer) => format!("referrer:{referrer}"),
+    }
+}
+
+/// The stored name of a kind.
+pub fn kind_name(kind: AnomalyKind) -> &'static str {
+    match kind {
+        AnomalyKind::Spike => "spike",
+        AnomalyKind::Drop => "drop",
+        AnomalyKind::Dark => "dark",
+    }
+}
+
+/// An anomaly of a series as stored.
+pub fn to_row(series: &SeriesKey, anomaly: &Anomaly) -> AnomalyRow {
+    AnomalyRow {
+        series: series_name(series),
+        kind: kind_name(anomaly.kind).to_owned(),
+        onset_us: anomaly.onset.timestamp_micros(),
+        start_us: anomaly.start.timestamp_micros(),
+        end_us: anomaly.end.map(|e| e.timestamp_micros()),
+        observed: anomaly.observed as f64,
+        expected: anomaly.expected,
+        severity: anomaly.severity,
+    }
+}
+
+/// The running worker.
+pub struct AnomalyWorker {
+    stop: Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl AnomalyWorker {
+    /// Starts the worker; `interval` is the detector's step (it must be
+    /// whole seconds from a minute to a day, dividing a day).
+    pub fn start(
+        store: Store,
+        interval: Duration,
+        live: Arc<Live>,
+        clock: SharedClock,
+    ) -> Result<Self, StartError> {
+        let config = DetectorConfig {
+            step: interval,
+            ..DetectorConfig::default()
+        };
+        // Checked now, so that a bad step stops the start rather than the
+        // detection.
+        AnomalyDetector::new(config.clone(), 0, 0)
+            .map_err(|e| StartError::Task(format!("anomaly detector: {e}")))?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let handle = spawn_thread("beacon-anomalies".into(), move || {
+            let mut worker = Worker {
+                store,
+                live,
+                clock,
+                config,
+                holder: holder_id(),
+                detector: None,
+                done_until: None,
+            };
+            loop {
+                worker.tick();
+                match stopped.recv_timeout(POLL) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        })?;
+        Ok(Self { stop, handle })
+    }
+
+    /// Stops the worker (the lease expires by itself).
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        if self.handle.join().is_err() {
+            log::error!("the anomaly worker panicked");
+        }
+    }
+}
+
+/// A name for this instance's lease, unique per process and worker.
+fn holder_id() -> String {
+    static WORKERS: AtomicU64 = AtomicU64::new(0);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros();
+    format!(
+        "{}-{}-{started}",
+        std::process::id(),
+        WORKERS.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A detector being fed, and the start of the next interval it expects.
+struct Fed {
+    detector: AnomalyDetector,
+    next: DateTime<Utc>,
+}
+
+struct Worker {
+    store: Store,
+    live: Arc<Live>,
+    clock: SharedClock,
+    config: DetectorConfig,
+    holder: String,
+    /// Present while this instance holds the lease.
+    detector: Option<Fed>,
+    /// End of the last interval handled.
+    done_until: Option<DateTime<Utc>>,
+}
+
+impl Worker {
+    fn step(&self) -> TimeDelta {
+        TimeDelta::from_std(self.config.step).unwrap_or(TimeDelta::minutes(5))
+    }
+
+    /// At each interval end: the lease, the detection when this instance
+    /// holds it, and the open anomalies for everyone.
+    fn tick(&mut self) {
+        let now = self.clock.now();
+        let step = self.step();
+        let step_us = step.num_microseconds().unwrap_or(1).max(1);
+        let end_us = now.timestamp_micros().div_euclid(step_us) * step_us;
+        let Some(end) = DateTime::from_timestamp_micros(end_us) else {
+            return;
+        };
+        if self.done_until.is_some_and(|done| done >= end) {
+            return;
+        }
+        self.done_until = Some(end);
+        let ttl = self.config.step * LEASE_INTERVALS;
+        match self.store.try_lease(LEASE, &self.holder, now, ttl) {
+            Ok(true) => self.detect(end, now),
+            Ok(false) => {
+                if self.detector.take().is_some() {
+                    log::info!("another instance detects anomalies now");
+                }
+            }
+            Err(e) => {
+                // Nobody can store anything now; the intervals are a gap.
+                log::warn!("anomaly detection waits for the database: {e}");
+                if let Some(fed) = &mut self.detector {
+                    gap_until(fed, end, step);
+                }
+            }
+        }
+        match self.store.open_anomalies() {
+            Ok(rows) => self
+                .live
+                .set_anomalies(rows.iter().map(AnomalyView::from).collect()),
+            Err(e) => log::debug!("open anomalies not refreshed: {e}"),
+        }
+    }
+
+    /// Feeds every complete interval before `end`, warming first when this
+    /// instance just took the lease.
+    fn detect(&mut self, end: DateTime<Utc>, now: DateTime<Utc>) {
+        if self.detector.is_none() {
+            match self.warm(end) {
+                Ok(fed) => {
+                    log::info!("anomaly detection started ({:?} mode)", fed.detector.mode());
+                    self.detector = Some(fed);
+                }
+                Err(e) => {
+                    log::warn!("anomaly detector not warmed, retrying next interval: {e}");
+                    return;
+                }
+            }
+        }
+        let step = self.step();
+        let Some(fed) = &mut self.detector else {
+            return;
+        };
+        let events = feed(&self.store, fed, end, step);
+        for event in events {
+            let (Event::Opened(a) | Event::Closed(a)) = &event.event;
+            let row = to_row(&event.series, a);
+            if let Err(e) = self.store.upsert_anomaly(&row, now) {
+                log::warn!("anomaly not stored ({} {}): {e}", row.series, row.kind);
+            } else {
+                match &event.event {
+                    Event::Opened(_) => log::info!("anomaly opened: {} {}", row.series, row.kind),
+                    Event::Closed(_) => log::info!("anomaly closed: {} {}", row.series, row.kind),
+                }
+            }
+        }
+    }
+
+    /// A detector warmed from the rollups of the past weeks and the events
+    /// of the last hour (what it finds in that hour is reported too: it is
+    /// recent enough to matter).
+    fn warm(&self, end: DateTime<Utc>) -> Result<Fed, String> {
+        // The rollups lag the events by the rollup worker's interval; fold
+        // what is pending now, so that the quarters read are complete.
+        self.store.roll_up_all().map_err(|e| e.to_string())?;
+        let mut detector =
+            AnomalyDetector::new(self.config.clone(), 0, 0).map_err(|e| e.to_string())?;
+        let quarter = TimeDelta::minutes(15);
+        let quarter_us = quarter.num_microseconds().unwrap_or(1);
+        let recent = end - WARM_FROM_EVENTS;
+        let warm_end_us = recent.timestamp_micros().div_euclid(quarter_us) * quarter_us;
+        let warm_end = DateTime::from_timestamp_micros(warm_end_us).unwrap_or(recent);
+        let (first, counts) = self
+            .store
+            .page_views_per_quarter(warm_end - WARM_HISTORY, warm_end)
+            .map_err(|e| e.to_string())?;
+        let counts: Vec<Option<u64>> = counts.into_iter().map(Some).collect();
+        let next = match detector.warm(&SeriesKey::Site, first, Duration::from_secs(900), &counts) {
+            Ok(()) => warm_end,
+            Err(e) => {
+                // A step that does not divide a quarter cannot use the
+                // rollups; the detector learns from the events instead.
+                log::warn!("anomaly detector not warmed from the rollups: {e}");
+                end
+            }
+        };
+        Ok(Fed { detector, next })
+    }
+}
+
+/// Feeds the intervals from `fed.next` to `end` from the events; the ones
+/// that cannot be read are gaps. Returns what opened and closed.
+fn feed(store: &Store, fed: &mut Fed, end: DateTime<Utc>, step: TimeDelta) -> Vec<SeriesEvent> {
+    let mut out = Vec::new();
+    if fed.next >= end {
+        return out;
+    }
+    let intervals =
+        usize::try_from((end - fed.next).num_seconds() / step.num_seconds().max(1)).unwrap_or(0);
+    let counts: Result<Vec<u64>, StoreError> = step
+        .to_std()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+        .and_then(|s| store.page_views_per_interval(fed.next, s, intervals));
+    match counts {
+        Ok(counts) => {
+            for total in counts {
+                let interval = IntervalCounts {
+                    total,
+                    pages: &[],
+                    referrers: &[],
+                };
+                match fed.detector.observe(fed.next, &interval) {
+                    Ok(events) => out.extend(events),
+                    Err(e) => log::warn!("anomaly detector refused an interval: {e}"),
+                }
+                fed.next += step;
+            }
+        }
+        Err(e) => {
+            log::warn!("page views not read, the intervals are a gap: {e}");
+            gap_until(fed, end, step);
+        }
+    }
+    fed.next = end;
+    out
+}
+
+/// Records the intervals from `fed.next` to `end` as unknown.
+fn gap_until(fed: &mut Fed, end: DateTime<Utc>, step: TimeDelta) {
+    while fed.next < end {
+        if let Err(e) = fed.detector.gap(fed.next) {
+            log::warn!("anomaly detector refused a gap: {e}");
+        }
+        fed.next += step;
+    }
+}

@@ -1,0 +1,253 @@
+//! `GET /anomalies`, the open anomalies on `/stream` and `/metrics`, and the
+//! lease that lets one instance detect.
+
+use std::time::Duration;
+
+use beacon_store::testing::TestDatabase;
+use beacon_store::{AnomalyRow, PoolOptions, Store};
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{json, Value};
+
+use crate::helpers::{error_code, spawn_app, spawn_app_with, SseReader, TestApp};
+
+crate::on_both_backends!(
+    anomalies_lists_stored_anomalies_overlapping_the_range,
+    anomalies_refuses_a_bad_range,
+    anomalies_requires_the_read_token_when_one_is_set,
+    open_anomalies_show_on_the_stream_and_in_metrics,
+    two_stores_racing_for_the_lease_give_it_to_one_holder,
+    a_running_instance_holds_the_detector_lease,
+);
+
+fn t(h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, h, m, 0).unwrap()
+}
+
+fn row(series: &str, kind: &str, start: DateTime<Utc>, end: Option<DateTime<Utc>>) -> AnomalyRow {
+    AnomalyRow {
+        series: series.to_owned(),
+        kind: kind.to_owned(),
+        onset_us: (start - chrono::Duration::minutes(10)).timestamp_micros(),
+        start_us: start.timestamp_micros(),
+        end_us: end.map(|e| e.timestamp_micros()),
+        observed: 300.0,
+        expected: 80.5,
+        severity: 12.5,
+    }
+}
+
+async fn store_rows(store: &Store, rows: Vec<AnomalyRow>) {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        for r in &rows {
+            store.upsert_anomaly(r, t(12, 0)).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+}
+
+async fn anomalies_lists_stored_anomalies_overlapping_the_range(db: &TestDatabase) {
+    let app = spawn_app(db);
+    store_rows(
+        &app.store,
+        vec![
+            row("site", "drop", t(1, 0), Some(t(2, 0))),
+            row("page:https://site/post", "spike", t(5, 0), Some(t(6, 0))),
+            row("site", "dark", t(8, 0), None),
+        ],
+    )
+    .await;
+    let response = app
+        .get("/anomalies?from=2026-12-01T04:00:00Z&to=2026-12-01T23:00:00Z")
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["from"], "2026-12-01T04:00:00Z");
+    assert_eq!(body["to"], "2026-12-01T23:00:00Z");
+    assert_eq!(
+        body["anomalies"],
+        json!([
+            {
+                "series": "page:https://site/post",
+                "kind": "spike",
+                "onset": "2026-12-01T04:50:00Z",
+                "start": "2026-12-01T05:00:00Z",
+                "end": "2026-12-01T06:00:00Z",
+                "observed": 300.0,
+                "expected": 80.5,
+                "severity": 12.5
+            },
+            {
+                "series": "site",
+                "kind": "dark",
+                "onset": "2026-12-01T07:50:00Z",
+                "start": "2026-12-01T08:00:00Z",
+                "end": null,
+                "observed": 300.0,
+                "expected": 80.5,
+                "severity": 12.5
+            }
+        ])
+    );
+    let body: Value = app
+        .get("/anomalies?from=2026-12-01&to=2026-12-01T03:00:00Z")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = body["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["drop"], "a date is the start of that day");
+    app.stop().await;
+}
+
+async fn anomalies_refuses_a_bad_range(db: &TestDatabase) {
+    let app = spawn_app(db);
+    let code = error_code(app.get("/anomalies?from=yesterday").await, 400).await;
+    assert_eq!(code, "invalid_parameter");
+    let code = error_code(
+        app.get("/anomalies?from=2026-12-02&to=2026-12-01").await,
+        400,
+    )
+    .await;
+    assert_eq!(code, "invalid_parameter");
+    app.stop().await;
+}
+
+async fn anomalies_requires_the_read_token_when_one_is_set(db: &TestDatabase) {
+    let cli = <beacon_server::Cli as clap::Parser>::try_parse_from([
+        "beacon",
+        "--read-token",
+        "a-read-token-long-enough-0123456789",
+    ])
+    .unwrap();
+    let app = spawn_app_with(db, |c| c.read_token = cli.config.read_token);
+    assert_eq!(app.get("/anomalies").await.status(), 401);
+    let authorized = app
+        .client
+        .get(format!("{}/anomalies", app.address))
+        .bearer_auth("a-read-token-long-enough-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authorized.status(), 200);
+    app.stop().await;
+}
+
+/// The open anomalies of a gauge line of `/metrics`, once the worker has
+/// refreshed them (it does at start and at every interval).
+async fn open_gauge(app: &TestApp, kind: &str, want: f64) {
+    let name = format!("beacon_open_anomalies{{kind=\"{kind}\"}}");
+    for _ in 0..200 {
+        if app.gauge(&name).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{name} never reached {want}");
+}
+
+async fn open_anomalies_show_on_the_stream_and_in_metrics(db: &TestDatabase) {
+    store_rows(
+        &db.store(),
+        vec![
+            row("site", "spike", t(9, 0), None),
+            row("referrer:https://news/", "spike", t(9, 30), None),
+            row("site", "drop", t(3, 0), Some(t(4, 0))),
+        ],
+    )
+    .await;
+    let app = spawn_app(db);
+    open_gauge(&app, "spike", 2.0).await;
+    open_gauge(&app, "drop", 0.0).await;
+    open_gauge(&app, "dark", 0.0).await;
+    let response = app
+        .client
+        .get(format!("{}/stream", app.address))
+        .send()
+        .await
+        .unwrap();
+    let mut reader = SseReader::new(response);
+    let frame = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let data = reader.next_data().await.expect("stream still open");
+            // The first frame may have been built before the worker's
+            // first refresh.
+            if data["anomalies"].as_array().is_some_and(|a| !a.is_empty()) {
+                return data;
+            }
+        }
+    })
+    .await
+    .expect("a frame with the open anomalies arrives");
+    let anomalies = frame["anomalies"].as_array().unwrap();
+    let series: Vec<&str> = anomalies
+        .iter()
+        .map(|a| a["series"].as_str().unwrap())
+        .collect();
+    assert_eq!(series, ["site", "referrer:https://news/"]);
+    assert_eq!(anomalies[0]["start"], "2026-12-01T09:00:00Z");
+    assert_eq!(anomalies[0]["end"], Value::Null);
+    assert!(
+        frame.get("active_users").is_some(),
+        "the existing fields stay: {frame}"
+    );
+    app.stop().await;
+}
+
+async fn two_stores_racing_for_the_lease_give_it_to_one_holder(db: &TestDatabase) {
+    db.store();
+    let now = t(10, 0);
+    let racers: Vec<_> = (0..2)
+        .map(|i| {
+            let store = Store::connect(&db.url, &PoolOptions::default()).unwrap();
+            std::thread::spawn(move || {
+                (0..20)
+                    .filter(|_| {
+                        store
+                            .try_lease("race", &format!("holder-{i}"), now, Duration::from_secs(60))
+                            .unwrap()
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let wins: Vec<usize> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    assert!(
+        wins.contains(&20) && wins.contains(&0),
+        "one holder every time, never the other: {wins:?}"
+    );
+}
+
+async fn a_running_instance_holds_the_detector_lease(db: &TestDatabase) {
+    let app = spawn_app(db);
+    let store = app.store.clone();
+    let taken = tokio::task::spawn_blocking(move || {
+        // The worker takes the lease at its first interval, right after the
+        // start; once it has, nobody else can.
+        for _ in 0..200 {
+            if !store
+                .try_lease(
+                    beacon_server::anomaly_worker::LEASE,
+                    "someone-else",
+                    Utc::now(),
+                    Duration::from_secs(1),
+                )
+                .unwrap()
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(taken, "the running instance holds the lease");
+    app.stop().await;
+}
