@@ -8,7 +8,9 @@ use beacon_store::{AnomalyRow, PoolOptions, Store};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with, SseReader, TestApp};
+use crate::helpers::{
+    error_code, spawn_app, spawn_app_with, spawn_config_with_clock, test_config, SseReader, TestApp,
+};
 
 crate::on_both_backends!(
     anomalies_lists_stored_anomalies_overlapping_the_range,
@@ -17,6 +19,7 @@ crate::on_both_backends!(
     open_anomalies_show_on_the_stream_and_in_metrics,
     two_stores_racing_for_the_lease_give_it_to_one_holder,
     a_running_instance_holds_the_detector_lease,
+    the_leader_warms_from_history_and_stores_a_site_gone_dark,
 );
 
 fn t(h: u32, m: u32) -> DateTime<Utc> {
@@ -249,5 +252,86 @@ async fn a_running_instance_holds_the_detector_lease(db: &TestDatabase) {
     .await
     .unwrap();
     assert!(taken, "the running instance holds the lease");
+    app.stop().await;
+}
+
+/// Two days of steady page views (three per five minutes), then two hours
+/// without any: the worker, started at their end, warms from the rollups of
+/// the two days, reads the silent hours from the events, and
+/// stores a dark period of the site, which `/anomalies` and `/metrics` show.
+async fn the_leader_warms_from_history_and_stores_a_site_gone_dark(db: &TestDatabase) {
+    let silent_from = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+    let store = db.store();
+    let views: Vec<String> = (1..=2 * 288 * 3)
+        .map(|i| {
+            let at = silent_from - chrono::Duration::seconds(100 * i);
+            format!(
+                r#"{{"type":"visit","sessionId":"s{}","url":"https://site/","timestamp":"{}"}}"#,
+                i % 50,
+                at.to_rfc3339()
+            )
+        })
+        .collect();
+    let batches: Vec<Vec<beacon_model::NewEvent>> = views
+        .chunks(100)
+        .map(|chunk| {
+            beacon_store::testing::parse_events(
+                &format!(r#"{{"batch":[{}]}}"#, chunk.join(",")),
+                silent_from,
+                None,
+            )
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        for batch in &batches {
+            store.insert_batch(batch).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let clock = std::sync::Arc::new(beacon_server::clock::FixedClock::new(
+        silent_from + chrono::Duration::hours(2) + chrono::Duration::seconds(1),
+    ));
+    let app = spawn_config_with_clock(test_config(db), clock.clone());
+    open_gauge(&app, "dark", 1.0).await;
+    let body: Value = app
+        .get("/anomalies?from=2026-11-30&to=2026-12-02")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let anomalies = body["anomalies"].as_array().unwrap();
+    assert_eq!(anomalies.len(), 1, "{body}");
+    assert_eq!(anomalies[0]["series"], "site");
+    assert_eq!(anomalies[0]["kind"], "dark");
+    assert_eq!(anomalies[0]["end"], Value::Null);
+    assert_eq!(anomalies[0]["observed"], 0.0);
+    let onset = DateTime::parse_from_rfc3339(anomalies[0]["onset"].as_str().unwrap()).unwrap();
+    assert!(
+        onset >= silent_from && onset < silent_from + chrono::Duration::hours(2),
+        "the onset is in the silent hours: {body}"
+    );
+
+    // A page view in the next interval ends the dark period once that
+    // interval is over.
+    let back = silent_from + chrono::Duration::hours(2) + chrono::Duration::seconds(30);
+    let view = format!(
+        r#"{{"type":"visit","sessionId":"back","url":"https://site/","timestamp":"{}"}}"#,
+        back.to_rfc3339()
+    );
+    assert!(app.post_track(view).await.status().is_success());
+    clock.advance(chrono::Duration::minutes(5));
+    open_gauge(&app, "dark", 0.0).await;
+    let body: Value = app
+        .get("/anomalies?from=2026-11-30&to=2026-12-02")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["anomalies"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(
+        body["anomalies"][0]["end"], "2026-12-01T02:00:00Z",
+        "it ended with the interval of the first page view"
+    );
     app.stop().await;
 }

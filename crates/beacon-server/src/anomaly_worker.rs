@@ -8,7 +8,7 @@
 //! the `events` table, so they are the site's, whichever instance stored
 //! them. When the leader takes the lease it folds pending events into the
 //! rollups and warms the detector from the rollups of the past weeks, then
-//! from the events of the last hour, interval by interval. An interval it
+//! from the events of the last hours, interval by interval. An interval it
 //! cannot read (the database is away) is a gap for the detector, never a
 //! "dark" or "drop": Beacon's blind spot is not the site's.
 //!
@@ -44,8 +44,10 @@ const LEASE_INTERVALS: u32 = 3;
 const WARM_HISTORY: TimeDelta = TimeDelta::weeks(4);
 
 /// The most recent history is read from the events, interval by interval,
-/// rather than from the rollups' quarters.
-const WARM_FROM_EVENTS: TimeDelta = TimeDelta::hours(1);
+/// rather than from the rollups' quarters, and what it shows is detected:
+/// an anomaly that began up to this long before a start (or a change of
+/// leader) is still reported.
+const WARM_FROM_EVENTS: TimeDelta = TimeDelta::hours(3);
 
 /// How often the worker looks at the clock for an interval's end.
 const POLL: Duration = Duration::from_millis(200);
@@ -288,8 +290,8 @@ impl Worker {
     }
 
     /// A detector warmed from the rollups of the past weeks and the events
-    /// of the last hour (what it finds in that hour is reported too: it is
-    /// recent enough to matter).
+    /// of the last hours (what it finds there is reported too: it is recent
+    /// enough to matter).
     fn warm(&self, end: DateTime<Utc>) -> Result<Fed, String> {
         // The rollups lag the events by the rollup worker's interval; fold
         // what is pending now, so that the quarters read are complete.
@@ -305,7 +307,16 @@ impl Worker {
             .store
             .page_views_per_quarter(warm_end - WARM_HISTORY, warm_end)
             .map_err(|e| e.to_string())?;
-        let counts: Vec<Option<u64>> = counts.into_iter().map(Some).collect();
+        // Before the first page view ever counted the site was not tracked
+        // yet: that is no history, not weeks of silence to learn from.
+        let Some(tracked) = counts.iter().position(|&n| n > 0) else {
+            return Ok(Fed {
+                detector,
+                next: warm_end,
+            });
+        };
+        let first = first + quarter * i32::try_from(tracked).unwrap_or(0);
+        let counts: Vec<Option<u64>> = counts[tracked..].iter().copied().map(Some).collect();
         let next = match detector.warm(&SeriesKey::Site, first, Duration::from_secs(900), &counts) {
             Ok(()) => warm_end,
             Err(e) => {
