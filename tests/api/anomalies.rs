@@ -20,6 +20,7 @@ crate::on_both_backends!(
     two_stores_racing_for_the_lease_give_it_to_one_holder,
     a_running_instance_holds_the_detector_lease,
     the_leader_warms_from_history_and_stores_a_site_gone_dark,
+    a_new_leader_closes_the_open_anomalies_it_does_not_see,
 );
 
 fn t(h: u32, m: u32) -> DateTime<Utc> {
@@ -50,7 +51,21 @@ async fn store_rows(store: &Store, rows: Vec<AnomalyRow>) {
     .unwrap();
 }
 
+/// Gives the detector lease to another instance for an hour: an app
+/// started now only shows what is stored, and leaves open rows open.
+fn another_instance_detects(store: &Store) {
+    assert!(store
+        .try_lease(
+            beacon_server::anomaly_worker::LEASE,
+            "another-instance",
+            Utc::now(),
+            Duration::from_secs(3600),
+        )
+        .unwrap());
+}
+
 async fn anomalies_lists_stored_anomalies_overlapping_the_range(db: &TestDatabase) {
+    another_instance_detects(&db.store());
     let app = spawn_app(db);
     store_rows(
         &app.store,
@@ -156,8 +171,10 @@ async fn open_gauge(app: &TestApp, kind: &str, want: f64) {
 }
 
 async fn open_anomalies_show_on_the_stream_and_in_metrics(db: &TestDatabase) {
+    let store = db.store();
+    another_instance_detects(&store);
     store_rows(
-        &db.store(),
+        &store,
         vec![
             row("site", "spike", t(9, 0), None),
             row("referrer:https://news/", "spike", t(9, 30), None),
@@ -232,14 +249,16 @@ async fn a_running_instance_holds_the_detector_lease(db: &TestDatabase) {
     let store = app.store.clone();
     let taken = tokio::task::spawn_blocking(move || {
         // The worker takes the lease at its first interval, right after the
-        // start; once it has, nobody else can.
+        // start; once it has, nobody else can. The probe asks as of an hour
+        // ago for no time at all, so that a lease it takes before the worker
+        // has expired already when the worker asks.
         for _ in 0..200 {
             if !store
                 .try_lease(
                     beacon_server::anomaly_worker::LEASE,
                     "someone-else",
-                    Utc::now(),
-                    Duration::from_secs(1),
+                    Utc::now() - chrono::Duration::hours(1),
+                    Duration::ZERO,
                 )
                 .unwrap()
             {
@@ -332,6 +351,35 @@ async fn the_leader_warms_from_history_and_stores_a_site_gone_dark(db: &TestData
     assert_eq!(
         body["anomalies"][0]["end"], "2026-12-01T02:00:00Z",
         "it ended with the interval of the first page view"
+    );
+    app.stop().await;
+}
+
+async fn a_new_leader_closes_the_open_anomalies_it_does_not_see(db: &TestDatabase) {
+    store_rows(&db.store(), vec![row("site", "spike", t(9, 0), None)]).await;
+    let clock = std::sync::Arc::new(beacon_server::clock::FixedClock::new(
+        t(10, 7) + chrono::Duration::seconds(1),
+    ));
+    let app = spawn_config_with_clock(test_config(db), clock);
+    // The gauge reads 0 before the worker's first refresh too: wait for the
+    // row to change instead.
+    let mut body = Value::Null;
+    for _ in 0..200 {
+        body = app
+            .get("/anomalies?from=2026-12-01&to=2026-12-02")
+            .await
+            .json()
+            .await
+            .unwrap();
+        if !body["anomalies"][0]["end"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(body["anomalies"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(
+        body["anomalies"][0]["end"], "2026-12-01T10:05:00Z",
+        "closed at the end of the last complete interval"
     );
     app.stop().await;
 }

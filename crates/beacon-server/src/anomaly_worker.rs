@@ -258,7 +258,8 @@ impl Worker {
     /// Feeds every complete interval before `end`, warming first when this
     /// instance just took the lease.
     fn detect(&mut self, end: DateTime<Utc>, now: DateTime<Utc>) {
-        if self.detector.is_none() {
+        let took_over = self.detector.is_none();
+        if took_over {
             match self.warm(end) {
                 Ok(fed) => {
                     log::info!("anomaly detection started ({:?} mode)", fed.detector.mode());
@@ -286,6 +287,9 @@ impl Worker {
                     Event::Closed(_) => log::info!("anomaly closed: {} {}", row.series, row.kind),
                 }
             }
+        }
+        if took_over {
+            close_orphans(&self.store, fed, end, now);
         }
     }
 
@@ -327,6 +331,46 @@ impl Worker {
             }
         };
         Ok(Fed { detector, next })
+    }
+}
+
+/// Closes, at `end`, the anomalies stored as open that a fresh detector
+/// (after a restart or a change of leader) does not see open: no detector
+/// would ever close them otherwise. One it sees again (same series, kind
+/// and start) stays open, and is closed by the detector in time.
+fn close_orphans(store: &Store, fed: &Fed, end: DateTime<Utc>, now: DateTime<Utc>) {
+    let open: Vec<AnomalyRow> = fed
+        .detector
+        .open()
+        .iter()
+        .map(|(series, a)| to_row(series, a))
+        .collect();
+    let stored = match store.open_anomalies() {
+        Ok(rows) => rows,
+        Err(e) => {
+            log::warn!("open anomalies of the previous detector not checked: {e}");
+            return;
+        }
+    };
+    for row in stored {
+        let seen = open
+            .iter()
+            .any(|o| o.series == row.series && o.kind == row.kind && o.start_us == row.start_us);
+        if seen {
+            continue;
+        }
+        let closed = AnomalyRow {
+            end_us: Some(end.timestamp_micros()),
+            ..row
+        };
+        match store.upsert_anomaly(&closed, now) {
+            Ok(()) => log::info!(
+                "anomaly closed at the detector's start: {} {}",
+                closed.series,
+                closed.kind
+            ),
+            Err(e) => log::warn!("anomaly of the previous detector not closed: {e}"),
+        }
     }
 }
 

@@ -189,7 +189,7 @@ pub struct Config {
     pub stream_max: usize,
 
     /// Token that every read endpoint (/stream, /sessions, /events, /stats/*,
-    /// /top-*, /metrics) requires, as `Authorization: Bearer <token>` or
+    /// /top-*, /anomalies, /metrics) requires, as `Authorization: Bearer <token>` or
     /// `?token=<token>`. Unset: reads are open (a warning is logged).
     #[arg(
         long,

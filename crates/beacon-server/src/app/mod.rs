@@ -263,7 +263,7 @@ fn log_started(config: &Config, port: u16, store: &Store) {
     if config.read_token.is_none() {
         log::warn!(
             "BEACON_READ_TOKEN is not set: the read endpoints (/stream, /sessions, /events, \
-             /stats/*, /top-*, /metrics) are open to anyone who can reach this server"
+             /stats/*, /top-*, /anomalies, /metrics) are open to anyone who can reach this server"
         );
     }
 }
