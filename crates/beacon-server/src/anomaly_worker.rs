@@ -49,6 +49,12 @@ const WARM_HISTORY: TimeDelta = TimeDelta::weeks(4);
 /// leader) is still reported.
 const WARM_FROM_EVENTS: TimeDelta = TimeDelta::hours(3);
 
+/// How long after an interval's end its page views are read: pixels send
+/// their batches a little after the views, and other instances commit
+/// theirs a little later, so an interval read at its very end would lack
+/// its last seconds.
+const SETTLE: TimeDelta = TimeDelta::seconds(30);
+
 /// How often the worker looks at the clock for an interval's end.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -217,13 +223,14 @@ impl Worker {
         TimeDelta::from_std(self.config.step).unwrap_or(TimeDelta::minutes(5))
     }
 
-    /// At each interval end: the lease, the detection when this instance
-    /// holds it, and the open anomalies for everyone.
+    /// At each interval end (once it settled): the lease, the detection
+    /// when this instance holds it, and the open anomalies for everyone.
     fn tick(&mut self) {
         let now = self.clock.now();
         let step = self.step();
         let step_us = step.num_microseconds().unwrap_or(1).max(1);
-        let end_us = now.timestamp_micros().div_euclid(step_us) * step_us;
+        let settled = (now - SETTLE).timestamp_micros();
+        let end_us = settled.div_euclid(step_us) * step_us;
         let Some(end) = DateTime::from_timestamp_micros(end_us) else {
             return;
         };
