@@ -311,8 +311,22 @@ async fn the_leader_warms_from_history_and_stores_a_site_gone_dark(db: &TestData
     let clock = std::sync::Arc::new(beacon_server::clock::FixedClock::new(
         silent_from + chrono::Duration::hours(2) + chrono::Duration::seconds(1),
     ));
-    let app = spawn_config_with_clock(test_config(db), clock.clone());
+    let (webhook, mut alerts) = webhook_receiver();
+    let mut config = test_config(db);
+    config.alert_webhook = Some(webhook);
+    let app = spawn_config_with_clock(config, clock.clone());
     open_gauge(&app, "dark", 1.0).await;
+    let alert = next_alert(&mut alerts).await;
+    assert_eq!(alert["event"], "opened");
+    assert_eq!(alert["anomaly"]["kind"], "dark");
+    assert_eq!(alert["anomaly"]["series"], "site");
+    assert!(
+        alert["text"]
+            .as_str()
+            .unwrap()
+            .contains("no traffic at all"),
+        "{alert}"
+    );
     let body: Value = app
         .get("/anomalies?from=2026-11-30&to=2026-12-02")
         .await
@@ -353,6 +367,9 @@ async fn the_leader_warms_from_history_and_stores_a_site_gone_dark(db: &TestData
         body["anomalies"][0]["end"], "2026-12-01T02:00:00Z",
         "it ended with the interval of the first page view"
     );
+    let alert = next_alert(&mut alerts).await;
+    assert_eq!(alert["event"], "closed");
+    assert_eq!(alert["anomaly"]["end"], "2026-12-01T02:00:00Z");
     app.stop().await;
 }
 
@@ -383,4 +400,47 @@ async fn a_new_leader_closes_the_open_anomalies_it_does_not_see(db: &TestDatabas
         "closed at the end of the last complete interval"
     );
     app.stop().await;
+}
+
+/// A local alert webhook that accepts every POST; returns its URL and the
+/// JSON bodies it receives.
+fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end().to_ascii_lowercase();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            stream
+                .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+async fn next_alert(alerts: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> Value {
+    tokio::time::timeout(Duration::from_secs(20), alerts.recv())
+        .await
+        .expect("an alert arrives")
+        .expect("the receiver runs")
 }

@@ -29,6 +29,7 @@ use beacon_store::{AnomalyRow, Store, StoreError};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 
+use crate::alerts::{Alert, Alerter};
 use crate::clock::SharedClock;
 use crate::live::Live;
 use crate::tasks::spawn_thread;
@@ -146,6 +147,7 @@ impl AnomalyWorker {
         interval: Duration,
         live: Arc<Live>,
         clock: SharedClock,
+        alerter: Option<Alerter>,
     ) -> Result<Self, StartError> {
         let config = DetectorConfig {
             step: interval,
@@ -163,6 +165,7 @@ impl AnomalyWorker {
                 clock,
                 config,
                 holder: holder_id(),
+                alerter,
                 detector: None,
                 done_until: None,
             };
@@ -212,6 +215,8 @@ struct Worker {
     clock: SharedClock,
     config: DetectorConfig,
     holder: String,
+    /// Sends alerts when `--alert-webhook` is set.
+    alerter: Option<Alerter>,
     /// Present while this instance holds the lease.
     detector: Option<Fed>,
     /// End of the last interval handled.
@@ -289,9 +294,17 @@ impl Worker {
             if let Err(e) = self.store.upsert_anomaly(&row, now) {
                 log::warn!("anomaly not stored ({} {}): {e}", row.series, row.kind);
             } else {
-                match &event.event {
-                    Event::Opened(_) => log::info!("anomaly opened: {} {}", row.series, row.kind),
-                    Event::Closed(_) => log::info!("anomaly closed: {} {}", row.series, row.kind),
+                let opened = matches!(event.event, Event::Opened(_));
+                log::info!(
+                    "anomaly {}: {} {}",
+                    if opened { "opened" } else { "closed" },
+                    row.series,
+                    row.kind
+                );
+                // Sent once stored: the leader stores each anomaly once,
+                // so it is announced once.
+                if let Some(alerter) = &self.alerter {
+                    alerter.send(Alert::new(opened, AnomalyView::from(&row)));
                 }
             }
         }

@@ -175,6 +175,22 @@ pub struct Config {
     #[arg(long, env = "BEACON_ANOMALY_INTERVAL", default_value = "5m", value_parser = parse_duration, hide = true, global = true)]
     pub anomaly_interval: Duration,
 
+    /// URL to POST a JSON alert to when an anomaly opens and when it ends
+    /// (see docs/api.md); retried with backoff, never on the ingest path.
+    /// Unset: no alerts.
+    #[arg(
+        long,
+        env = "BEACON_ALERT_WEBHOOK",
+        hide_env_values = true,
+        global = true
+    )]
+    pub alert_webhook: Option<String>,
+
+    /// First wait before an alert is retried (then twice as long each
+    /// time). Hidden: tests shorten it.
+    #[arg(long, env = "BEACON_ALERT_BACKOFF", default_value = "1s", value_parser = parse_duration, hide = true, global = true)]
+    pub alert_backoff: Duration,
+
     /// Time between two live snapshots on /stream, e.g. `5s` or `500ms`.
     #[arg(long, env = "BEACON_STREAM_INTERVAL", default_value = "5s", value_parser = parse_duration, global = true)]
     pub stream_interval: Duration,

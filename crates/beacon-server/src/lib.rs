@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod alerts;
 mod anomalies;
 pub mod anomaly_worker;
 mod app;

@@ -10,6 +10,7 @@ use actix_web::web;
 use beacon_model::Limits;
 use beacon_store::{Backend, PoolOptions, Store, StoreError};
 
+use crate::alerts::Alerter;
 use crate::anomaly_worker::AnomalyWorker;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
@@ -131,11 +132,16 @@ impl Application {
             Arc::clone(&rollups),
             Arc::clone(&clock),
         )?;
+        let alerter = match &config.alert_webhook {
+            Some(url) => Some(Alerter::start(url.clone(), config.alert_backoff)?),
+            None => None,
+        };
         let anomalies = AnomalyWorker::start(
             store.clone(),
             config.anomaly_interval,
             Arc::clone(&live),
             Arc::clone(&clock),
+            alerter,
         )?;
         let mut tasks = vec![broadcaster];
         let rate_limiter = config.rate_limit.map(|rate| {
