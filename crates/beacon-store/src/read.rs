@@ -1,7 +1,11 @@
 //! Read queries, written once for both backends.
 
 use chrono::{DateTime, Utc};
+use diesel::backend::Backend;
 use diesel::pg::Pg;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::serialize::ToSql;
+use diesel::sql_types::HasSqlType;
 use diesel::sql_types::{BigInt, Double, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::{sql_query, QueryableByName, RunQueryDsl};
@@ -49,6 +53,29 @@ fn pg_placeholders(sql: &str) -> String {
     out
 }
 
+/// Binds `params` to a query in order, whichever the backend.
+fn bind<'a, DB>(
+    mut q: BoxedSqlQuery<'a, DB, SqlQuery>,
+    params: &'a [Param],
+) -> BoxedSqlQuery<'a, DB, SqlQuery>
+where
+    DB: Backend + HasSqlType<BigInt> + HasSqlType<Text> + HasSqlType<Double>,
+    i64: ToSql<BigInt, DB>,
+    str: ToSql<Text, DB>,
+    f64: ToSql<Double, DB>,
+    Option<i64>: ToSql<Nullable<BigInt>, DB>,
+{
+    for p in params {
+        q = match p {
+            Param::Int(v) => q.bind::<BigInt, _>(*v),
+            Param::Text(s) => q.bind::<Text, _>(s.as_str()),
+            Param::Float(v) => q.bind::<Double, _>(*v),
+            Param::NullableInt(v) => q.bind::<Nullable<BigInt>, _>(*v),
+        };
+    }
+    q
+}
+
 /// Runs `sql` (with `?` placeholders, none inside literals) on the
 /// configured backend: every read query is written once for both.
 pub(crate) fn load<T>(store: &Store, sql: &str, params: &[Param]) -> Result<Vec<T>, StoreError>
@@ -58,28 +85,12 @@ where
     match &*store.pools {
         Pools::Pg(pool) => {
             let mut conn = pool.get()?;
-            let mut q = sql_query(pg_placeholders(sql)).into_boxed::<Pg>();
-            for p in params {
-                q = match p {
-                    Param::Int(v) => q.bind::<BigInt, _>(*v),
-                    Param::Text(s) => q.bind::<Text, _>(s.as_str()),
-                    Param::Float(v) => q.bind::<Double, _>(*v),
-                    Param::NullableInt(v) => q.bind::<Nullable<BigInt>, _>(*v),
-                };
-            }
+            let q = bind(sql_query(pg_placeholders(sql)).into_boxed::<Pg>(), params);
             Ok(q.load(&mut conn)?)
         }
         Pools::Sqlite(pool) => {
             let mut conn = pool.get()?;
-            let mut q = sql_query(sql).into_boxed::<Sqlite>();
-            for p in params {
-                q = match p {
-                    Param::Int(v) => q.bind::<BigInt, _>(*v),
-                    Param::Text(s) => q.bind::<Text, _>(s.as_str()),
-                    Param::Float(v) => q.bind::<Double, _>(*v),
-                    Param::NullableInt(v) => q.bind::<Nullable<BigInt>, _>(*v),
-                };
-            }
+            let q = bind(sql_query(sql).into_boxed::<Sqlite>(), params);
             Ok(q.load(&mut conn)?)
         }
     }
@@ -92,28 +103,12 @@ pub(crate) fn execute(store: &Store, sql: &str, params: &[Param]) -> Result<usiz
     match &*store.pools {
         Pools::Pg(pool) => {
             let mut conn = pool.get()?;
-            let mut q = sql_query(pg_placeholders(sql)).into_boxed::<Pg>();
-            for p in params {
-                q = match p {
-                    Param::Int(v) => q.bind::<BigInt, _>(*v),
-                    Param::Text(s) => q.bind::<Text, _>(s.as_str()),
-                    Param::Float(v) => q.bind::<Double, _>(*v),
-                    Param::NullableInt(v) => q.bind::<Nullable<BigInt>, _>(*v),
-                };
-            }
+            let q = bind(sql_query(pg_placeholders(sql)).into_boxed::<Pg>(), params);
             Ok(q.execute(&mut conn)?)
         }
         Pools::Sqlite(pool) => {
             let (_turn, mut conn) = store.sqlite_write_conn(pool)?;
-            let mut q = sql_query(sql).into_boxed::<Sqlite>();
-            for p in params {
-                q = match p {
-                    Param::Int(v) => q.bind::<BigInt, _>(*v),
-                    Param::Text(s) => q.bind::<Text, _>(s.as_str()),
-                    Param::Float(v) => q.bind::<Double, _>(*v),
-                    Param::NullableInt(v) => q.bind::<Nullable<BigInt>, _>(*v),
-                };
-            }
+            let q = bind(sql_query(sql).into_boxed::<Sqlite>(), params);
             Ok(q.execute(&mut conn)?)
         }
     }
