@@ -40,7 +40,9 @@ impl DatabaseHealth {
 
     /// Notes a storage call that succeeded.
     pub fn reachable(&self) {
-        if self.down.swap(false, Ordering::AcqRel) {
+        // Every commit and read calls this: a plain load keeps the usual
+        // case (no outage) from writing the shared flag each time.
+        if self.down.load(Ordering::Acquire) && self.down.swap(false, Ordering::AcqRel) {
             log::info!("the database is reachable again");
         }
     }
