@@ -9,7 +9,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    error_code, spawn_app, spawn_app_with, spawn_config_with_clock, test_config, SseReader, TestApp,
+    error_code, spawn_app, spawn_app_with_token, spawn_config_with_clock, test_config, SseReader,
+    TestApp,
 };
 
 crate::on_both_backends!(
@@ -138,13 +139,7 @@ async fn anomalies_refuses_a_bad_range(db: &TestDatabase) {
 }
 
 async fn anomalies_requires_the_read_token_when_one_is_set(db: &TestDatabase) {
-    let cli = <beacon_server::Cli as clap::Parser>::try_parse_from([
-        "beacon",
-        "--read-token",
-        "a-read-token-long-enough-0123456789",
-    ])
-    .unwrap();
-    let app = spawn_app_with(db, |c| c.read_token = cli.config.read_token);
+    let app = spawn_app_with_token(db, "a-read-token-long-enough-0123456789");
     assert_eq!(app.get("/anomalies").await.status(), 401);
     let authorized = app
         .client

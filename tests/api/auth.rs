@@ -29,15 +29,8 @@ const READ_PATHS: [&str; 10] = [
     "/metrics",
 ];
 
-fn with_token(db: &TestDatabase) -> TestApp {
-    let cli =
-        <beacon_server::Cli as clap::Parser>::try_parse_from(["beacon", "--read-token", TOKEN])
-            .unwrap();
-    spawn_app_with(db, |c| c.read_token = cli.config.read_token)
-}
-
 async fn every_read_endpoint_requires_the_token_when_one_is_set(db: &TestDatabase) {
-    let app = with_token(db);
+    let app = spawn_app_with_token(db, TOKEN);
     for path in READ_PATHS {
         let url = format!("{}{path}", app.address);
         let none = app.client.get(&url).send().await.unwrap();
@@ -114,7 +107,7 @@ async fn every_read_endpoint_requires_the_token_when_one_is_set(db: &TestDatabas
 }
 
 async fn stream_accepts_the_token_as_a_query_parameter_for_event_source(db: &TestDatabase) {
-    let app = with_token(db);
+    let app = spawn_app_with_token(db, TOKEN);
     let response = app.get(&format!("/stream?token={TOKEN}")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
@@ -127,7 +120,7 @@ async fn stream_accepts_the_token_as_a_query_parameter_for_event_source(db: &Tes
 }
 
 async fn track_and_up_stay_public_and_preflights_pass_without_a_token(db: &TestDatabase) {
-    let app = with_token(db);
+    let app = spawn_app_with_token(db, TOKEN);
     assert_eq!(
         app.post_track(redate_to(PIXEL, chrono::Duration::seconds(5)))
             .await

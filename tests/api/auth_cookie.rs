@@ -28,13 +28,6 @@ const READ_PATHS: [&str; 8] = [
     "/metrics",
 ];
 
-fn app_with_token(db: &TestDatabase, token: &str) -> TestApp {
-    let cli =
-        <beacon_server::Cli as clap::Parser>::try_parse_from(["beacon", "--read-token", token])
-            .unwrap();
-    spawn_app_with(db, |c| c.read_token = cli.config.read_token)
-}
-
 async fn sign_in(app: &TestApp, token: &str) -> reqwest::Response {
     app.client
         .post(format!("{}/auth/signin", app.address))
@@ -66,7 +59,7 @@ async fn status_with(app: &TestApp, path: &str, cookie: &str) -> u16 {
 }
 
 async fn the_signin_cookie_opens_every_read_endpoint_and_signout_removes_it(db: &TestDatabase) {
-    let app = app_with_token(db, TOKEN);
+    let app = spawn_app_with_token(db, TOKEN);
     let wrong = sign_in(&app, "nope").await;
     assert!(wrong.headers().get("set-cookie").is_none());
     assert_eq!(error_code(wrong, 401).await, "unauthorized");
@@ -148,15 +141,15 @@ async fn the_signin_cookie_opens_every_read_endpoint_and_signout_removes_it(db: 
 }
 
 async fn the_cookie_works_on_every_instance_until_the_read_token_changes(db: &TestDatabase) {
-    let first = app_with_token(db, TOKEN);
+    let first = spawn_app_with_token(db, TOKEN);
     let (cookie, _) = cookie_of(&sign_in(&first, TOKEN).await);
-    let second = app_with_token(db, TOKEN);
+    let second = spawn_app_with_token(db, TOKEN);
     assert_eq!(
         status_with(&second, "/events", &cookie).await,
         200,
         "another instance"
     );
-    let rotated = app_with_token(db, "a-new-read-token");
+    let rotated = spawn_app_with_token(db, "a-new-read-token");
     assert_eq!(
         status_with(&rotated, "/events", &cookie).await,
         401,
@@ -168,7 +161,7 @@ async fn the_cookie_works_on_every_instance_until_the_read_token_changes(db: &Te
 }
 
 async fn the_dashboard_and_the_tracker_are_served_compressed_with_etags(db: &TestDatabase) {
-    let app = app_with_token(db, TOKEN);
+    let app = spawn_app_with_token(db, TOKEN);
     for (path, kind) in [
         ("/", "text/html; charset=utf-8"),
         ("/dashboard/app.js", "text/javascript; charset=utf-8"),

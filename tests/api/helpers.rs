@@ -67,6 +67,15 @@ pub fn spawn_app_with(db: &TestDatabase, tweak: impl FnOnce(&mut Config)) -> Tes
     spawn_config(config)
 }
 
+/// The application with a read token, set as the `--read-token` flag sets
+/// it.
+pub fn spawn_app_with_token(db: &TestDatabase, token: &str) -> TestApp {
+    let cli =
+        <beacon_server::Cli as clap::Parser>::try_parse_from(["beacon", "--read-token", token])
+            .unwrap();
+    spawn_app_with(db, |c| c.read_token = cli.config.read_token)
+}
+
 /// Runs the application with `config` on its own thread; the returned
 /// app's `store` is a separate pool on the same database.
 pub fn spawn_config(config: Config) -> TestApp {
