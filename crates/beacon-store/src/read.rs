@@ -18,7 +18,8 @@ pub(crate) const EVENT_COLUMNS: &str =
      e.referrer, e.user_agent, e.label, e.metadata, e.occurred_at AS occurred_at_us, \
      e.received_at AS received_at_us FROM events e JOIN sessions s ON s.id = e.session_id";
 
-const SESSION_COLUMNS: &str = "id, token, user_agent, referrer, entry_url, country, city, \
+const SESSION_COLUMNS: &str = "id, token, user_agent, referrer, entry_url, country, region, \
+     city, browser, browser_version, os, os_version, device, visitor_id, bot, \
      first_seen AS first_seen_us, last_seen AS last_seen_us FROM sessions";
 
 #[derive(QueryableByName)]
