@@ -13,10 +13,22 @@
 //! the current one is full it becomes the previous one and the oldest is
 //! dropped, so a session that keeps sending stays, and a forgotten one is
 //! upserted once more. Entries are only ever added after their transaction
-//! committed, and a token's id never changes (sessions are never deleted
-//! by Beacon; see docs/operations.md for deleting them by hand).
-
-use std::collections::HashMap;
+//! committed.
+//!
+//! Sessions are deleted while servers run (retention, `beacon prune`,
+//! `beacon forget`: `crate::retention`), by any instance or command. A
+//! cached id of a deleted session would file new events under a row that
+//! no longer exists, so the cache follows the database's deletion log
+//! (the table `session_deletions`): it is current with one *epoch* of
+//! that log, and every insert transaction, before it trusts a cached id,
+//! reads the newest epoch and, when it moved, drops the ids deleted since
+//! ([`KnownSessions::catch_up`]). Deletions and inserts exclude each other
+//! (PostgreSQL: the ingest lock, exclusive for a deletion; SQLite: the one
+//! write lock), so no deletion commits between that read and the insert's
+//! commit. An entry is remembered only under the epoch its transaction
+//! read: a batch that committed before a deletion it did not see caches
+//! nothing.
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
 /// Bits of the session fields the upsert fills only while empty.
@@ -54,6 +66,9 @@ struct Generations {
     current: HashMap<String, Known>,
     previous: HashMap<String, Known>,
     half: usize,
+    /// The epoch of the deletion log the entries are current with; `None`
+    /// before the first transaction read it.
+    epoch: Option<i64>,
 }
 
 impl Generations {
@@ -78,10 +93,7 @@ impl KnownSessions {
 
     /// What is known of each token, in order.
     pub fn lookup<'a>(&self, tokens: impl Iterator<Item = &'a str>) -> Vec<Option<Known>> {
-        let mut g = self
-            .generations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut g = self.lock();
         tokens
             .map(|token| {
                 if let Some(known) = g.current.get(token) {
@@ -95,23 +107,58 @@ impl KnownSessions {
             .collect()
     }
 
+    /// The epoch of the deletion log the entries are current with.
+    pub fn epoch(&self) -> Option<i64> {
+        self.lock().epoch
+    }
+
+    /// Brings the cache to the deletion log's epoch `newest`: drops the
+    /// entries whose id is in `deleted` (the sessions deleted since the
+    /// cache's epoch, or a superset), or every entry when `deleted` is
+    /// `None` (the ids are no longer all logged). Nothing changes when the
+    /// cache is at `newest` or past it already (another transaction
+    /// caught up first).
+    pub fn catch_up(&self, newest: i64, deleted: Option<&HashSet<i64>>) {
+        let mut g = self.lock();
+        if g.epoch.is_some_and(|e| e >= newest) {
+            return;
+        }
+        match deleted {
+            Some(ids) => {
+                g.current.retain(|_, k| !ids.contains(&k.id));
+                g.previous.retain(|_, k| !ids.contains(&k.id));
+            }
+            None => {
+                g.current.clear();
+                g.previous.clear();
+            }
+        }
+        g.epoch = Some(newest);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        self.generations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Forgets every session.
     #[cfg(feature = "test-support")]
     pub fn clear(&self) {
-        let mut g = self
-            .generations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut g = self.lock();
         g.current.clear();
         g.previous.clear();
     }
 
-    /// Remembers sessions written by a committed transaction.
-    pub fn remember(&self, sessions: impl Iterator<Item = (String, Known)>) {
-        let mut g = self
-            .generations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    /// Remembers sessions written by a committed transaction that read
+    /// the deletion log's epoch `epoch`. When the cache has moved past it
+    /// since (a deletion committed after that transaction), nothing is
+    /// remembered: one of the sessions may be among the deleted.
+    pub fn remember(&self, sessions: impl Iterator<Item = (String, Known)>, epoch: i64) {
+        let mut g = self.lock();
+        if g.epoch != Some(epoch) {
+            return;
+        }
         for (token, known) in sessions {
             g.insert(token, known);
         }
@@ -126,20 +173,30 @@ mod tests {
         Known { id, empty: 0 }
     }
 
+    /// A cache current with epoch 0, as after its first transaction.
+    fn cache(capacity: usize) -> KnownSessions {
+        let cache = KnownSessions::new(capacity);
+        cache.catch_up(0, None);
+        cache
+    }
+
     #[test]
     fn remembers_and_forgets_the_oldest_generation() {
-        let cache = KnownSessions::new(4);
-        cache.remember([("a".to_owned(), known(1)), ("b".to_owned(), known(2))].into_iter());
+        let cache = cache(4);
+        cache.remember(
+            [("a".to_owned(), known(1)), ("b".to_owned(), known(2))].into_iter(),
+            0,
+        );
         assert_eq!(
             cache.lookup(["a", "b", "c"].into_iter()),
             [Some(known(1)), Some(known(2)), None]
         );
         // "c" fills a new generation; "a" and "b" are still found.
-        cache.remember([("c".to_owned(), known(3))].into_iter());
+        cache.remember([("c".to_owned(), known(3))].into_iter(), 0);
         assert_eq!(cache.lookup(["b"].into_iter()), [Some(known(2))]);
         // "b" was moved forward with "c"; "d" starts another generation,
         // which drops "a" (not used since) but keeps "b" and "c".
-        cache.remember([("d".to_owned(), known(4))].into_iter());
+        cache.remember([("d".to_owned(), known(4))].into_iter(), 0);
         assert_eq!(
             cache.lookup(["a", "b", "c", "d"].into_iter()),
             [None, Some(known(2)), Some(known(3)), Some(known(4))]
@@ -148,9 +205,58 @@ mod tests {
 
     #[test]
     fn an_update_replaces_the_entry() {
-        let cache = KnownSessions::new(4);
-        cache.remember([("a".to_owned(), Known { id: 1, empty: 7 })].into_iter());
-        cache.remember([("a".to_owned(), Known { id: 1, empty: 0 })].into_iter());
+        let cache = cache(4);
+        cache.remember([("a".to_owned(), Known { id: 1, empty: 7 })].into_iter(), 0);
+        cache.remember([("a".to_owned(), Known { id: 1, empty: 0 })].into_iter(), 0);
         assert_eq!(cache.lookup(["a"].into_iter()), [Some(known(1))]);
+    }
+
+    #[test]
+    fn catching_up_drops_the_deleted_ids_and_keeps_the_others() {
+        let cache = cache(8);
+        cache.remember(
+            [("a".to_owned(), known(1)), ("b".to_owned(), known(2))].into_iter(),
+            0,
+        );
+        cache.catch_up(1, Some(&HashSet::from([1])));
+        assert_eq!(cache.epoch(), Some(1));
+        assert_eq!(cache.lookup(["a", "b"].into_iter()), [None, Some(known(2))]);
+    }
+
+    #[test]
+    fn catching_up_without_the_deleted_ids_forgets_everything() {
+        let cache = cache(8);
+        cache.remember([("a".to_owned(), known(1))].into_iter(), 0);
+        cache.catch_up(5, None);
+        assert_eq!(cache.lookup(["a"].into_iter()), [None]);
+    }
+
+    #[test]
+    fn a_cache_past_an_epoch_does_not_go_back_to_it() {
+        let cache = cache(8);
+        cache.catch_up(3, Some(&HashSet::new()));
+        cache.remember([("a".to_owned(), known(1))].into_iter(), 3);
+        // A transaction that read epoch 2 catches up late: nothing moves.
+        cache.catch_up(2, None);
+        assert_eq!(cache.epoch(), Some(3));
+        assert_eq!(cache.lookup(["a"].into_iter()), [Some(known(1))]);
+    }
+
+    #[test]
+    fn sessions_written_before_a_deletion_the_cache_has_seen_are_not_remembered() {
+        let cache = cache(8);
+        cache.catch_up(1, Some(&HashSet::from([7])));
+        // Committed under epoch 0, remembered after the cache saw epoch 1:
+        // session 7 may be the deleted one.
+        cache.remember([("s".to_owned(), known(7))].into_iter(), 0);
+        assert_eq!(cache.lookup(["s"].into_iter()), [None]);
+    }
+
+    #[test]
+    fn a_new_cache_remembers_nothing_until_it_read_an_epoch() {
+        let cache = KnownSessions::new(8);
+        assert_eq!(cache.epoch(), None);
+        cache.remember([("s".to_owned(), known(7))].into_iter(), 0);
+        assert_eq!(cache.lookup(["s"].into_iter()), [None]);
     }
 }

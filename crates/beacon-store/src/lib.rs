@@ -5,6 +5,7 @@ mod error;
 mod history;
 mod known;
 mod read;
+mod retention;
 mod rollup;
 mod rows;
 mod store;
@@ -19,6 +20,7 @@ pub use history::{
     Bucket, BucketFigures, BucketStats, EventQuery, SessionQuery, SessionSummary, TopDimension,
     TopItem,
 };
+pub use retention::{Forgotten, PruneRun, Pruned};
 pub use rollup::{RollupProgress, TimeRange};
 pub use rows::{SessionRow, StoredEvent};
 pub use store::{Backend, PoolOptions, Store};

@@ -115,7 +115,59 @@ pub(crate) fn execute(store: &Store, sql: &str, params: &[Param]) -> Result<usiz
     }
 }
 
+/// A connection of either backend, inside a transaction: statements
+/// written once for both (with `?` placeholders, none inside literals).
+pub(crate) enum Conn<'c> {
+    Pg(&'c mut diesel::pg::PgConnection),
+    Sqlite(&'c mut diesel::sqlite::SqliteConnection),
+}
+
+impl Conn<'_> {
+    /// Runs a query and returns its rows.
+    pub(crate) fn load<T>(&mut self, sql: &str, params: &[Param]) -> Result<Vec<T>, StoreError>
+    where
+        T: QueryableByName<Pg> + QueryableByName<Sqlite> + 'static,
+    {
+        Ok(match self {
+            Self::Pg(conn) => {
+                bind(sql_query(pg_placeholders(sql)).into_boxed::<Pg>(), params).load(*conn)?
+            }
+            Self::Sqlite(conn) => {
+                bind(sql_query(sql).into_boxed::<Sqlite>(), params).load(*conn)?
+            }
+        })
+    }
+
+    /// Runs a statement and returns the rows it changed.
+    pub(crate) fn execute(&mut self, sql: &str, params: &[Param]) -> Result<usize, StoreError> {
+        Ok(match self {
+            Self::Pg(conn) => {
+                bind(sql_query(pg_placeholders(sql)).into_boxed::<Pg>(), params).execute(*conn)?
+            }
+            Self::Sqlite(conn) => {
+                bind(sql_query(sql).into_boxed::<Sqlite>(), params).execute(*conn)?
+            }
+        })
+    }
+}
+
 impl Store {
+    /// Runs `f` in one write transaction: on SQLite an immediate one, with
+    /// this store's write turn (`Store::sqlite_write_conn`).
+    pub(crate) fn write_transaction<T>(
+        &self,
+        f: impl FnOnce(&mut Conn<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        use diesel::Connection;
+        match &*self.pools {
+            Pools::Pg(pool) => pool.get()?.transaction(|conn| f(&mut Conn::Pg(conn))),
+            Pools::Sqlite(pool) => {
+                let (_turn, mut conn) = self.sqlite_write_conn(pool)?;
+                conn.immediate_transaction(|conn| f(&mut Conn::Sqlite(conn)))
+            }
+        }
+    }
+
     /// Every event of a session, in event-time order.
     pub fn session_events(&self, token: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let sql = format!("SELECT {EVENT_COLUMNS} WHERE s.token = ? ORDER BY e.occurred_at, e.id");

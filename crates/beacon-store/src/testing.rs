@@ -139,6 +139,27 @@ macro_rules! store_suite {
     };
 }
 
+/// Declares each named function `fn(&TestDatabase)` as two tests, like
+/// [`store_suite!`], for tests that open several stores on one database
+/// (several instances).
+#[macro_export]
+macro_rules! database_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() {
+                super::$name(&$crate::testing::TestDatabase::sqlite());
+            })*
+        }
+        mod postgres {
+            $(#[test] fn $name() {
+                if let Some(db) = $crate::testing::TestDatabase::postgres() {
+                    super::$name(&db);
+                }
+            })*
+        }
+    };
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some((admin, name)) = &self.pg_admin {

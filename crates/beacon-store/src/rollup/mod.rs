@@ -45,6 +45,7 @@
 //! [`sqlite`] (a pass and the rebuild on each backend). This file holds the
 //! public API.
 
+pub(crate) mod forget;
 mod plan;
 mod postgres;
 mod sqlite;
@@ -63,6 +64,12 @@ pub use units::TimeRange;
 /// The tests check that they agree with the incremental passes (the
 /// migration that created the rollups ran an earlier copy; it is history).
 const REBUILD_SQL: &str = include_str!("rebuild.sql");
+
+/// The visitor key of a session row aliased `s`: what `rollup_seen`'s
+/// `session_id` column holds and the visitor figures count distinct
+/// values of. Today the session's own id; anything that must find a
+/// key's sessions (`beacon forget`) goes through this one expression.
+pub(crate) const VISITOR_KEY: &str = "s.id";
 
 /// What one [`Store::roll_up`] pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

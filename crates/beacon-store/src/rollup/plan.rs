@@ -78,6 +78,17 @@ pub(super) fn facts(events: &[PendingEvent]) -> Vec<Fact<'_>> {
         .collect()
 }
 
+/// The quarters in which `facts` were seen with each (dimension, item).
+pub(super) fn sightings<'a>(facts: &[Fact<'a>]) -> BTreeMap<(Dim, &'a str), BTreeSet<i64>> {
+    let mut out: BTreeMap<(Dim, &str), BTreeSet<i64>> = BTreeMap::new();
+    for f in facts {
+        for &(dim, item) in &f.items {
+            out.entry((dim, item)).or_default().insert(f.quarter);
+        }
+    }
+    out
+}
+
 /// A row of `rollup_seen`, as read.
 #[derive(QueryableByName, Debug)]
 pub(super) struct SeenRow {
@@ -201,11 +212,11 @@ impl Plan {
         }
     }
 
-    fn stat(&mut self, quarter: i64, delta: StatsDelta) {
+    pub(super) fn stat(&mut self, quarter: i64, delta: StatsDelta) {
         self.stats.entry(quarter).or_default().add(delta);
     }
 
-    fn drop_zeros(&mut self) {
+    pub(super) fn drop_zeros(&mut self) {
         self.stats.retain(|_, row| !row.is_zero());
         self.counts.retain(|_, n| *n != 0);
         self.visitors.retain(|_, n| *n != 0);

@@ -78,7 +78,7 @@ fn apply(conn: &mut PgConnection, facts: &[Fact<'_>]) -> QueryResult<()> {
 }
 
 /// Writes a plan, one statement per table, rows in key order.
-fn write_plan(conn: &mut PgConnection, plan: &Plan) -> QueryResult<()> {
+pub(super) fn write_plan(conn: &mut PgConnection, plan: &Plan) -> QueryResult<()> {
     if !plan.seen.is_empty() {
         let rows: Vec<_> = plan.seen.iter().collect();
         sql_query(

@@ -112,31 +112,45 @@ pub(super) fn read_pass(conn: &mut SqliteConnection, limit: usize) -> QueryResul
 /// left right by [`MOVE_BOUNDS`]; its rollup contribution is corrected by
 /// the pass that folds those events, as on PostgreSQL.
 pub(super) fn write_pass(conn: &mut SqliteConnection, pass: &Pass) -> QueryResult<bool> {
-    conn.immediate_transaction(|conn| {
-        let now = sql_query(WATERMARK_SQL).get_result::<Id>(conn)?.id;
-        if now != pass.from {
-            return Ok(false);
-        }
-        if !pass.bounds.is_empty() {
-            let bounds = pass
-                .bounds
-                .iter()
-                .map(|b| json!([b.session_id, b.first, b.last]));
-            sql_query(MOVE_BOUNDS)
-                .bind::<Text, _>(json_rows(bounds))
-                .execute(conn)?;
-        }
-        write_plan(conn, &pass.plan)?;
-        sql_query(SET_WATERMARK)
-            .bind::<BigInt, _>(pass.to)
+    conn.immediate_transaction(|conn| write_pass_locked(conn, pass))
+}
+
+/// Folds every pending event into the rollups, inside a transaction that
+/// already holds the write lock: what `beacon forget` does first, so that
+/// a pass that read a forgotten session's events before finds the
+/// watermark moved and writes nothing.
+pub(super) fn fold_pending(conn: &mut SqliteConnection) -> QueryResult<()> {
+    while let Some(pass) = read_pass(conn, 1000)? {
+        write_pass_locked(conn, &pass)?;
+    }
+    Ok(())
+}
+
+/// [`write_pass`] inside a transaction that holds the write lock.
+fn write_pass_locked(conn: &mut SqliteConnection, pass: &Pass) -> QueryResult<bool> {
+    let now = sql_query(WATERMARK_SQL).get_result::<Id>(conn)?.id;
+    if now != pass.from {
+        return Ok(false);
+    }
+    if !pass.bounds.is_empty() {
+        let bounds = pass
+            .bounds
+            .iter()
+            .map(|b| json!([b.session_id, b.first, b.last]));
+        sql_query(MOVE_BOUNDS)
+            .bind::<Text, _>(json_rows(bounds))
             .execute(conn)?;
-        Ok(true)
-    })
+    }
+    write_plan(conn, &pass.plan)?;
+    sql_query(SET_WATERMARK)
+        .bind::<BigInt, _>(pass.to)
+        .execute(conn)?;
+    Ok(true)
 }
 
 /// Writes a plan: rows travel as one JSON array per statement, so no
 /// statement nears the bound-variable limit whatever the number of rows.
-fn write_plan(conn: &mut SqliteConnection, plan: &Plan) -> QueryResult<()> {
+pub(super) fn write_plan(conn: &mut SqliteConnection, plan: &Plan) -> QueryResult<()> {
     if !plan.seen.is_empty() {
         let rows = plan
             .seen

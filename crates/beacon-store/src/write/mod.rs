@@ -13,6 +13,8 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 
 use crate::known::{field, Known};
+use crate::read::Conn;
+use crate::retention::sync_known;
 use crate::store::Pools;
 use crate::{Store, StoreError, StoredEvent};
 
@@ -247,7 +249,53 @@ impl Inserted {
     }
 }
 
+/// What a committed insert leaves to remember: the sessions it upserted,
+/// with their ids, under the deletion log's epoch its transaction read.
+fn written(
+    upserts: Vec<Upsert<'_, '_>>,
+    inserted: Inserted,
+    epoch: i64,
+) -> (Inserted, Vec<(String, Known)>, i64) {
+    let known = upserts
+        .iter()
+        .filter_map(|u| {
+            let id = *inserted.session_ids.get(u.token)?;
+            let known = Known {
+                id,
+                empty: u.empty & u.agg.empty_fields(),
+            };
+            Some((u.token.to_owned(), known))
+        })
+        .collect();
+    (inserted, known, epoch)
+}
+
 impl Store {
+    /// The sessions of a batch that must be upserted, and the ids of the
+    /// others: a known session with nothing to fill skips the upsert (its
+    /// bounds are moved by the rollup pass, see `known.rs`).
+    fn split_known<'s, 'a>(
+        &self,
+        sessions: &'s BTreeMap<&'a str, SessionAgg<'a>>,
+    ) -> (Vec<Upsert<'s, 'a>>, HashMap<String, i64>) {
+        let known = self.known.lookup(sessions.keys().copied());
+        let mut ids = HashMap::with_capacity(sessions.len());
+        let mut upserts: Vec<Upsert<'_, '_>> = Vec::new();
+        for ((token, agg), known) in sessions.iter().zip(known) {
+            match known {
+                Some(k) if k.empty & !agg.empty_fields() == 0 => {
+                    ids.insert((*token).to_owned(), k.id);
+                }
+                _ => upserts.push(Upsert {
+                    token,
+                    agg,
+                    empty: known.map_or(ALL_FIELDS, |k| k.empty),
+                }),
+            }
+        }
+        (upserts, ids)
+    }
+
     /// Stores a group of events in one transaction and returns the events
     /// that were new (an event whose `(session, id)` is already stored is
     /// skipped, which makes retries idempotent), in input order.
@@ -268,42 +316,31 @@ impl Store {
             });
         }
         let sessions = sessions_of(events);
-        // A known session with nothing to fill skips the upsert: its bounds
-        // are moved by the rollup pass (see `known.rs`).
-        let known = self.known.lookup(sessions.keys().copied());
-        let mut ids = HashMap::with_capacity(sessions.len());
-        let mut upserts: Vec<Upsert<'_, '_>> = Vec::new();
-        for ((token, agg), known) in sessions.iter().zip(known) {
-            match known {
-                Some(k) if k.empty & !agg.empty_fields() == 0 => {
-                    ids.insert((*token).to_owned(), k.id);
-                }
-                _ => upserts.push(Upsert {
-                    token,
-                    agg,
-                    empty: known.map_or(ALL_FIELDS, |k| k.empty),
-                }),
-            }
-        }
-        let inserted = match &*self.pools {
+        // The cached ids are read inside the transaction, once it is
+        // current with the deletion log (see `known.rs`).
+        let (inserted, remembered, epoch) = match &*self.pools {
             Pools::Pg(pool) => {
                 let mut conn = pool.get()?;
-                conn.transaction(|conn| postgres::insert(conn, &upserts, ids, events))?
+                conn.transaction(|conn| {
+                    postgres::hold_ingest_lock(conn)?;
+                    let epoch = sync_known(&mut Conn::Pg(conn), &self.known)?;
+                    let (upserts, ids) = self.split_known(&sessions);
+                    let inserted = postgres::insert(conn, &upserts, ids, events)?;
+                    Ok::<_, StoreError>(written(upserts, inserted, epoch))
+                })?
             }
             Pools::Sqlite(pool) => {
                 let (_turn, mut conn) = self.sqlite_write_conn(pool)?;
-                conn.immediate_transaction(|conn| sqlite::insert(conn, &upserts, ids, events))?
+                conn.immediate_transaction(|conn| {
+                    let epoch = sync_known(&mut Conn::Sqlite(conn), &self.known)?;
+                    let (upserts, ids) = self.split_known(&sessions);
+                    let inserted = sqlite::insert(conn, &upserts, ids, events)?;
+                    Ok::<_, StoreError>(written(upserts, inserted, epoch))
+                })?
             }
         };
         // Committed: the upserted sessions exist with these ids.
-        self.known.remember(upserts.iter().filter_map(|u| {
-            let id = *inserted.session_ids.get(u.token)?;
-            let known = Known {
-                id,
-                empty: u.empty & u.agg.empty_fields(),
-            };
-            Some((u.token.to_owned(), known))
-        }));
+        self.known.remember(remembered.into_iter(), epoch);
         Ok(inserted)
     }
 }

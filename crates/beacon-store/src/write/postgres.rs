@@ -19,7 +19,19 @@ use crate::StoreError;
 /// and a rollup pass briefly in exclusive mode to find the largest settled
 /// id (see the rollups' module docs). Anything else that inserts into
 /// `events` must hold it too (`SELECT pg_advisory_xact_lock_shared(INGEST_LOCK)`).
+/// A transaction that deletes sessions holds it in exclusive mode, so that
+/// no insert files events under a cached id of a session it deletes
+/// (`known.rs`).
 pub const INGEST_LOCK: i64 = 0x6265_6163_6f6e; // "beacon"
+
+/// Takes [`INGEST_LOCK`] in shared mode until the transaction ends: a
+/// rollup pass reads only ids no running insert can fall below, and no
+/// deletion of sessions runs meanwhile.
+pub(super) fn hold_ingest_lock(conn: &mut PgConnection) -> QueryResult<()> {
+    conn.batch_execute(&format!(
+        "SELECT pg_advisory_xact_lock_shared({INGEST_LOCK})"
+    ))
+}
 
 /// The session upsert of a PostgreSQL batch: one row per session, as
 /// arrays expanded by `unnest`.
@@ -245,18 +257,13 @@ impl RunQueryDsl<PgConnection> for PgNextEventIds {}
 /// the duplicate-checking insert.
 ///
 /// `sessions` are the sessions to upsert (sorted by token), `ids` those of
-/// the others.
+/// the others. The transaction holds the ingest lock ([`hold_ingest_lock`]).
 pub(super) fn insert(
     conn: &mut PgConnection,
     sessions: &[Upsert<'_, '_>],
     mut ids: HashMap<String, i64>,
     events: &[NewEvent],
 ) -> Result<Inserted, StoreError> {
-    // Held until commit: a rollup pass reads only ids no running insert can
-    // fall below (see [`INGEST_LOCK`]).
-    conn.batch_execute(&format!(
-        "SELECT pg_advisory_xact_lock_shared({INGEST_LOCK})"
-    ))?;
     if !sessions.is_empty() {
         let upsert = PgUpsertSessions {
             token: sessions.iter().map(|u| u.token).collect(),

@@ -1,0 +1,409 @@
+//! Deleting stored data while servers run: pruning what is older than a
+//! day (the retention task and `beacon prune`) and erasing one session
+//! (`beacon forget`).
+//!
+//! **Pruning** deletes, in bounded steps, the events that occurred before
+//! the start of a UTC day and are already in the rollups (`id` at or below
+//! the rollup watermark), then the sessions left without events whose
+//! last event is also older. The rollups stay: stats and top lists still
+//! answer for the pruned days. Each step is one short transaction:
+//!
+//! - events: up to a step's worth, oldest first through the
+//!   `events_occurred_at` index, resuming where the last step stopped (so
+//!   no step walks again over what earlier steps deleted). On PostgreSQL
+//!   these deletes take no lock that ingestion waits for; on SQLite each
+//!   holds the one write lock for a small step only.
+//! - sessions: candidates are read without locks, through the
+//!   `sessions_first_seen` index (a session's first event is no later
+//!   than its last); a step deletes them in a transaction that excludes
+//!   inserts (PostgreSQL: the ingest lock in exclusive mode, for as long as
+//!   deleting a few hundred rows by key takes; SQLite: the write lock) and
+//!   the rollup pass (the watermark row), and logs them (see `log.rs`).
+//!   Their `rollup_session` rows go with them, and so do their
+//!   `rollup_seen` rows where the session is its own visitor key (see
+//!   below).
+//!
+//! Before its first delete a run raises `rollup_watermark.pruned_before` to
+//! its day: events before it may be gone, and the rollups of earlier days
+//! are the only record of them.
+//!
+//! **Which rollup rows may go.** `rollup_seen` remembers, per visitor key,
+//! item and quarter, where the key was seen; a pass reads a key's rows to
+//! place the `prev` of the visitor units that new events of the key add
+//! (rollup module docs). Deleting the rows of a key that can still get
+//! events would break that: a later event's unit would get `prev = -1`
+//! instead of the key's last quarter, counting the visitor twice in every
+//! range that spans both, and the pass would subtract units that were
+//! never added. Rows older than the cutoff are needed exactly as long as
+//! their key can get new events. A session id that is its own visitor key
+//! gets none once its session row is gone (ids are never handed out again
+//! on PostgreSQL; on SQLite a reused session id starts with no rows, since
+//! they were deleted with the session): those rows are deleted with the
+//! session. A key shared by several sessions (a visitor id) can get events
+//! while any of its sessions remains or can still be started: its rows are
+//! kept. `rollup_session` rows are per session and read only when the
+//! session gets events: deleted with it.
+//!
+//! **Forgetting** erases one session by token: its events and its row, and
+//! what the rollups hold for it (`rollup/forget.rs`), in one transaction
+//! that excludes inserts and rollup passes, and logs it like a pruned
+//! session. Events sent later with the same token make a new session.
+
+mod log;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::BigInt;
+use diesel::QueryableByName;
+
+use crate::read::{Conn, Param};
+use crate::rollup::{forget, VISITOR_KEY};
+use crate::{Backend, Store, StoreError, INGEST_LOCK};
+
+pub(crate) use log::sync_known;
+
+/// What pruning deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Events deleted.
+    pub events: u64,
+    /// Sessions deleted.
+    pub sessions: u64,
+}
+
+/// What forgetting a session deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Events of the session deleted.
+    pub events: u64,
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Events,
+    Sessions,
+    Log,
+    Done,
+}
+
+/// A pruning run: deletes what occurred before the start of a UTC day, one
+/// bounded step per [`Store::prune_step`], resuming where the last step
+/// stopped.
+#[derive(Debug, Clone)]
+pub struct PruneRun {
+    before: NaiveDate,
+    /// The start of `before`, µs.
+    before_us: i64,
+    phase: Phase,
+    /// Events from this event time on are left to look at.
+    events_from: i64,
+    /// Sessions after this `(first_seen, id)` are left to look at.
+    sessions_after: (i64, i64),
+    /// Whether `pruned_before` has been raised to `before`.
+    marked: bool,
+    events_per_step: usize,
+    sessions_per_step: usize,
+    deleted: Pruned,
+}
+
+impl PruneRun {
+    /// A run that deletes what occurred before the start of `before`
+    /// (UTC), with the default step sizes of `backend`: steps short enough
+    /// that ingestion never waits long for one.
+    pub fn new(before: NaiveDate, backend: Backend) -> Self {
+        let before_us = before
+            .and_hms_opt(0, 0, 0)
+            .map_or(0, |t| t.and_utc().timestamp_micros());
+        Self {
+            before,
+            before_us,
+            phase: Phase::Events,
+            events_from: i64::MIN,
+            sessions_after: (i64::MIN, i64::MIN),
+            marked: false,
+            events_per_step: match backend {
+                Backend::Postgres => 5_000,
+                Backend::Sqlite => 1_000,
+            },
+            sessions_per_step: 500,
+            deleted: Pruned::default(),
+        }
+    }
+
+    /// The same run with other step sizes (at least 1 each).
+    pub fn with_steps(mut self, events: usize, sessions: usize) -> Self {
+        self.events_per_step = events.max(1);
+        self.sessions_per_step = sessions.max(1);
+        self
+    }
+
+    /// The day before which the run deletes.
+    pub fn before(&self) -> NaiveDate {
+        self.before
+    }
+
+    /// What the run deleted so far.
+    pub fn deleted(&self) -> Pruned {
+        self.deleted
+    }
+
+    /// True once the run has nothing left to do.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+}
+
+#[derive(QueryableByName)]
+struct At {
+    #[diesel(sql_type = BigInt)]
+    occurred_at: i64,
+}
+
+#[derive(QueryableByName)]
+struct Candidate {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    first_seen: i64,
+    #[diesel(sql_type = BigInt)]
+    dead: i64,
+}
+
+#[derive(QueryableByName)]
+struct Target {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    visitor: i64,
+}
+
+#[derive(QueryableByName)]
+struct Day {
+    #[diesel(sql_type = BigInt)]
+    pruned_before: i64,
+}
+
+/// A session may be deleted: it has no event left and its last event is
+/// older than the cutoff (the one parameter). `s` is the session row.
+const DEAD: &str =
+    "s.last_seen < ? AND NOT EXISTS (SELECT 1 FROM events e WHERE e.session_id = s.id)";
+
+/// Integers as a SQL list (ids read from the database: no text from
+/// outside).
+fn int_list(values: &[i64]) -> String {
+    values
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Makes the transaction exclude inserts and rollup passes until it ends,
+/// before it deletes sessions. PostgreSQL: the watermark row (a pass holds
+/// it for its whole transaction), then the ingest lock in exclusive mode
+/// (inserts hold it shared), given up after 2 s rather than queue
+/// ingestion behind an insert that hangs. SQLite: the transaction holds
+/// the write lock already.
+fn exclude_writers(conn: &mut Conn<'_>) -> Result<(), StoreError> {
+    if let Conn::Pg(c) = conn {
+        c.batch_execute(&format!(
+            "SELECT 1 FROM rollup_watermark WHERE id = 1 FOR UPDATE; \
+             SET LOCAL lock_timeout = '2s'; SELECT pg_advisory_xact_lock({INGEST_LOCK})"
+        ))?;
+    }
+    Ok(())
+}
+
+/// Deletes sessions `ids` (inside a transaction that excluded writers),
+/// with their rollup rows that no longer serve, and logs them.
+fn delete_sessions(
+    conn: &mut Conn<'_>,
+    targets: &[Target],
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    if targets.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = targets.iter().map(|t| t.id).collect();
+    let list = int_list(&ids);
+    let deleted = conn.execute(&format!("DELETE FROM sessions WHERE id IN ({list})"), &[])?;
+    conn.execute(
+        &format!("DELETE FROM rollup_session WHERE session_id IN ({list})"),
+        &[],
+    )?;
+    // The keys that were these sessions' own: no event can reach them now.
+    let own: Vec<i64> = targets
+        .iter()
+        .filter(|t| t.visitor == t.id)
+        .map(|t| t.id)
+        .collect();
+    if !own.is_empty() {
+        conn.execute(
+            &format!(
+                "DELETE FROM rollup_seen WHERE session_id IN ({})",
+                int_list(&own)
+            ),
+            &[],
+        )?;
+    }
+    log::log_deleted(conn, &ids, now)?;
+    Ok(deleted as u64)
+}
+
+impl Store {
+    /// Runs the next bounded step of `run` (`now` dates the deletion log);
+    /// returns whether steps are left. Safe beside ingestion, rollup
+    /// passes and other runs, on any instance.
+    pub fn prune_step(&self, run: &mut PruneRun, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        match run.phase {
+            Phase::Events => self.prune_events(run)?,
+            Phase::Sessions => self.prune_sessions(run, now)?,
+            Phase::Log => {
+                self.write_transaction(|conn| log::trim(conn, now))?;
+                run.phase = Phase::Done;
+            }
+            Phase::Done => {}
+        }
+        Ok(!run.is_done())
+    }
+
+    /// Deletes what occurred before the start of `before` (UTC), step after
+    /// step without pausing (the retention task and `beacon prune` pause
+    /// between steps).
+    pub fn prune(&self, before: NaiveDate, now: DateTime<Utc>) -> Result<Pruned, StoreError> {
+        let mut run = PruneRun::new(before, self.backend());
+        while self.prune_step(&mut run, now)? {}
+        Ok(run.deleted())
+    }
+
+    /// The start of the day before which events may have been pruned
+    /// (`None`: nothing pruned). The rollups of earlier days are the only
+    /// record of their events.
+    pub fn pruned_before(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let rows: Vec<Day> = crate::read::load(
+            self,
+            "SELECT pruned_before FROM rollup_watermark WHERE id = 1",
+            &[],
+        )?;
+        Ok(rows
+            .first()
+            .filter(|d| d.pruned_before > 0)
+            .and_then(|d| DateTime::from_timestamp_micros(d.pruned_before)))
+    }
+
+    fn prune_events(&self, run: &mut PruneRun) -> Result<(), StoreError> {
+        let deleted: Vec<At> = self.write_transaction(|conn| {
+            if !run.marked {
+                conn.execute(
+                    "UPDATE rollup_watermark SET pruned_before = ? WHERE id = 1 AND pruned_before < ?",
+                    &[Param::Int(run.before_us), Param::Int(run.before_us)],
+                )?;
+            }
+            conn.load(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events \
+                 WHERE occurred_at >= ? AND occurred_at < ? \
+                 AND id <= (SELECT last_event_id FROM rollup_watermark WHERE id = 1) \
+                 ORDER BY occurred_at LIMIT ?) RETURNING occurred_at",
+                &[
+                    Param::Int(run.events_from),
+                    Param::Int(run.before_us),
+                    Param::Int(i64::try_from(run.events_per_step).unwrap_or(i64::MAX)),
+                ],
+            )
+        })?;
+        run.marked = true;
+        run.deleted.events += deleted.len() as u64;
+        if let Some(last) = deleted.iter().map(|d| d.occurred_at).max() {
+            run.events_from = last;
+        }
+        if deleted.len() < run.events_per_step {
+            run.phase = Phase::Sessions;
+        }
+        Ok(())
+    }
+
+    fn prune_sessions(&self, run: &mut PruneRun, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let (after_first, after_id) = run.sessions_after;
+        let candidates: Vec<Candidate> = crate::read::load(
+            self,
+            &format!(
+                "SELECT s.id, s.first_seen, CAST(CASE WHEN {DEAD} THEN 1 ELSE 0 END AS BIGINT) AS dead \
+                 FROM sessions s WHERE s.first_seen < ? AND (s.first_seen, s.id) > (?, ?) \
+                 ORDER BY s.first_seen, s.id LIMIT ?"
+            ),
+            &[
+                Param::Int(run.before_us),
+                Param::Int(run.before_us),
+                Param::Int(after_first),
+                Param::Int(after_id),
+                Param::Int(i64::try_from(run.sessions_per_step).unwrap_or(i64::MAX)),
+            ],
+        )?;
+        if let Some(last) = candidates.last() {
+            run.sessions_after = (last.first_seen, last.id);
+        }
+        if candidates.len() < run.sessions_per_step {
+            run.phase = Phase::Log;
+        }
+        let dead: Vec<i64> = candidates
+            .iter()
+            .filter(|c| c.dead == 1)
+            .map(|c| c.id)
+            .collect();
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let deleted = self.write_transaction(|conn| {
+            exclude_writers(conn)?;
+            // Again under the locks: an event may have arrived since.
+            let targets: Vec<Target> = conn.load(
+                &format!(
+                    "SELECT s.id, {VISITOR_KEY} AS visitor FROM sessions s \
+                     WHERE s.id IN ({}) AND {DEAD}",
+                    int_list(&dead)
+                ),
+                &[Param::Int(run.before_us)],
+            )?;
+            delete_sessions(conn, &targets, now)
+        })?;
+        run.deleted.sessions += deleted;
+        Ok(())
+    }
+
+    /// Erases the session `token`: its events, its row and what the
+    /// rollups hold for it, in one transaction, safe beside running
+    /// servers (every instance drops it from its cache of known sessions
+    /// before its next insert). `None` when no session has that token.
+    pub fn forget_session(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Forgotten>, StoreError> {
+        self.write_transaction(|conn| {
+            forget::settle(conn)?;
+            exclude_writers(conn)?;
+            let Some(target) = conn
+                .load::<Target>(
+                    &format!(
+                        "SELECT s.id, {VISITOR_KEY} AS visitor FROM sessions s WHERE s.token = ?"
+                    ),
+                    &[Param::Text(token.to_owned())],
+                )?
+                .pop()
+            else {
+                return Ok(None);
+            };
+            forget::subtract(conn, target.id, target.visitor)?;
+            let events = conn.execute(
+                "DELETE FROM events WHERE session_id = ?",
+                &[Param::Int(target.id)],
+            )?;
+            delete_sessions(conn, &[target], now)?;
+            log::trim(conn, now)?;
+            Ok(Some(Forgotten {
+                events: events as u64,
+            }))
+        })
+    }
+}
