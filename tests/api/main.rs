@@ -15,6 +15,7 @@ mod history;
 mod hostile;
 mod logs;
 mod replay;
+mod retention;
 mod shutdown;
 mod stream;
 mod track;

@@ -37,6 +37,30 @@ pub enum Command {
     /// Anomaly detection on a recorded series (no server, no database).
     #[command(subcommand)]
     Anomalies(AnomaliesCommand),
+    /// Delete the events that occurred before a day, and the sessions
+    /// left without events, once, in small steps, while servers run (the
+    /// rollups keep their figures); prints what it deleted.
+    Prune(PruneArgs),
+    /// Erase one session, its events and what the rollups hold for it
+    /// (a data-subject request), while servers run.
+    Forget(ForgetArgs),
+}
+
+/// `beacon prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Delete what occurred before the start of this UTC day, e.g.
+    /// `2026-01-31` (at the latest today).
+    #[arg(long, value_parser = parse_day)]
+    pub before: chrono::NaiveDate,
+}
+
+/// `beacon forget`.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The session's token (the pixel's `sessionId`).
+    #[arg(long)]
+    pub session: String,
 }
 
 /// `beacon anomalies`.
@@ -175,6 +199,18 @@ pub struct Config {
     #[arg(long, env = "BEACON_ANOMALY_INTERVAL", default_value = "5m", value_parser = parse_duration, hide = true, global = true)]
     pub anomaly_interval: Duration,
 
+    /// Keep events this many days (whole UTC days before today's): a
+    /// background task deletes older events and sessions, in small steps,
+    /// once the rollups hold them; stats and top lists keep answering for
+    /// the deleted days. Unset: keep everything.
+    #[arg(long, env = "BEACON_RETENTION", value_parser = parse_retention, global = true)]
+    pub retention: Option<Retention>,
+
+    /// Time between two runs of the retention task. Hidden: the default
+    /// suits every site; tests shorten it.
+    #[arg(long, env = "BEACON_RETENTION_INTERVAL", default_value = "60m", value_parser = parse_duration, hide = true, global = true)]
+    pub retention_interval: Duration,
+
     /// URL to POST a JSON alert to when an anomaly opens and when it ends
     /// (see docs/api.md); retried with backoff, never on the ingest path.
     /// Unset: no alerts.
@@ -254,6 +290,43 @@ fn parse_read_token(raw: &str) -> Result<ReadToken, String> {
         return Err("the read token must not be empty".to_owned());
     }
     Ok(ReadToken(raw.to_owned()))
+}
+
+/// How many whole days events are kept (at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    days: u32,
+}
+
+impl Retention {
+    /// Most days: a century.
+    const MAX_DAYS: u32 = 36_500;
+
+    /// The days kept.
+    pub fn days(self) -> u32 {
+        self.days
+    }
+
+    /// The day before which events are deleted at `now`: the UTC day
+    /// `days` before today's, so that at least `days` days are kept.
+    pub fn cutoff(self, now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+        (now - chrono::TimeDelta::days(i64::from(self.days))).date_naive()
+    }
+}
+
+fn parse_retention(raw: &str) -> Result<Retention, String> {
+    match raw.trim().parse::<u32>() {
+        Ok(days) if (1..=Retention::MAX_DAYS).contains(&days) => Ok(Retention { days }),
+        _ => Err(format!(
+            "invalid retention {raw:?}: a whole number of days from 1 to {}",
+            Retention::MAX_DAYS
+        )),
+    }
+}
+
+fn parse_day(raw: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("invalid day {raw:?} (use YYYY-MM-DD, e.g. 2026-01-31)"))
 }
 
 /// A request rate: `count` requests per `per`.
@@ -342,6 +415,50 @@ mod tests {
     }
 
     #[test]
+    fn retention_is_a_whole_number_of_days_from_one() {
+        assert_eq!(parse_retention("30").unwrap().days(), 30);
+        assert_eq!(parse_retention(" 1 ").unwrap().days(), 1);
+        for bad in ["0", "-1", "1.5", "30d", "", "36501", "99999999999"] {
+            let e = parse_retention(bad).unwrap_err();
+            assert!(e.contains("whole number of days"), "{bad:?}: {e}");
+        }
+        let cli = Cli::try_parse_from(["beacon", "--retention", "0"]).unwrap_err();
+        assert!(cli.to_string().contains("from 1 to"), "{cli}");
+    }
+
+    #[test]
+    fn retention_keeps_whole_days_before_today() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let days = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+        let r = parse_retention("30").unwrap();
+        assert_eq!(r.cutoff(at("2026-12-14T10:00:00Z")), days("2026-11-14"));
+        assert_eq!(r.cutoff(at("2026-12-14T00:00:00Z")), days("2026-11-14"));
+        assert_eq!(
+            parse_retention("1")
+                .unwrap()
+                .cutoff(at("2026-12-14T23:59:59Z")),
+            days("2026-12-13")
+        );
+    }
+
+    #[test]
+    fn days_parse_as_iso_dates() {
+        assert_eq!(parse_day("2026-01-31").unwrap().to_string(), "2026-01-31");
+        for bad in [
+            "",
+            "2026-02-30",
+            "31.01.2026",
+            "2026-01-31T00:00:00Z",
+            "yesterday",
+        ] {
+            assert!(
+                parse_day(bad).unwrap_err().contains("YYYY-MM-DD"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn defaults_match_the_documentation() {
         let cli = Cli::try_parse_from(["beacon"]).unwrap();
         assert!(cli.command.is_none());
@@ -349,6 +466,8 @@ mod tests {
         assert_eq!(c.bind.to_string(), "127.0.0.1:4000");
         assert_eq!(c.database_url.masked(), "sqlite://beacon.db");
         assert_eq!(c.stream_interval, Duration::from_secs(5));
+        assert_eq!(c.retention, None, "keep everything");
+        assert_eq!(c.retention_interval, Duration::from_secs(3600));
     }
 
     #[test]

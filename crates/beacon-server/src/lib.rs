@@ -12,7 +12,9 @@ mod error;
 pub mod health;
 pub mod ingest;
 pub mod live;
+mod maintenance;
 mod rate_limit;
+mod retention;
 mod rollups;
 pub mod routes;
 pub mod session_cookie;
@@ -59,6 +61,8 @@ pub fn run(cli: Cli) -> RunResult {
             Ok(())
         }
         Command::Anomalies(config::AnomaliesCommand::Replay(args)) => anomalies::replay(&args),
+        Command::Prune(args) => maintenance::prune(&cli.config, &args),
+        Command::Forget(args) => maintenance::forget(&cli.config, &args),
         Command::Serve => actix_web::rt::System::new().block_on(async move {
             let app = Application::build(cli.config).await?;
             app.run_until_stopped().await?;

@@ -190,7 +190,7 @@ impl AnomalyWorker {
 }
 
 /// A name for this instance's lease, unique per process and worker.
-fn holder_id() -> String {
+pub(crate) fn holder_id() -> String {
     static WORKERS: AtomicU64 = AtomicU64::new(0);
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::health::DatabaseHealth;
 use crate::ingest::{self, IngestOptions, Ingestor, Writers};
 use crate::live::{self, Live};
+use crate::retention::RetentionWorker;
 use crate::rollups::{Roller, RollupStats};
 use crate::state::AppState;
 use crate::tasks::Task;
@@ -56,6 +57,7 @@ pub struct Application {
     writers: Writers,
     roller: Roller,
     anomalies: AnomalyWorker,
+    retention: Option<RetentionWorker>,
     /// The async tasks, stopped last, in this order.
     tasks: Vec<Task>,
     store: Store,
@@ -102,7 +104,8 @@ pub fn open_store(config: &Config, migrate: bool) -> Result<Store, StoreError> {
 impl Application {
     /// Binds the listener, opens the database (migrating unless configured
     /// not to), and starts the live metrics, the writers, the rollup worker,
-    /// the anomaly worker and the HTTP server. Port 0 picks a free port.
+    /// the anomaly worker, the retention task (with `--retention`) and the
+    /// HTTP server. Port 0 picks a free port.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         Self::build_with_clock(config, Arc::new(SystemClock)).await
     }
@@ -143,6 +146,15 @@ impl Application {
             Arc::clone(&clock),
             alerter,
         )?;
+        let retention = match config.retention {
+            Some(keep) => Some(RetentionWorker::start(
+                store.clone(),
+                keep,
+                config.retention_interval,
+                Arc::clone(&clock),
+            )?),
+            None => None,
+        };
         let mut tasks = vec![broadcaster];
         let rate_limiter = config.rate_limit.map(|rate| {
             let (limiter, cleaner) = crate::rate_limit::start(rate);
@@ -171,6 +183,7 @@ impl Application {
             writers,
             roller,
             anomalies,
+            retention,
             tasks,
             store,
             live,
@@ -207,6 +220,7 @@ impl Application {
             writers,
             roller,
             anomalies,
+            retention,
             tasks,
             ..
         } = self;
@@ -224,6 +238,9 @@ impl Application {
         // handle lets the writers drain the queue and stop.
         drop(ingestor);
         if web::block(move || {
+            if let Some(retention) = retention {
+                retention.stop();
+            }
             writers.join();
             // After the writers: their last commits are rolled up too.
             roller.stop();
@@ -266,6 +283,12 @@ fn log_started(config: &Config, port: u16, store: &Store) {
         store.backend().name(),
         config.database_url.masked(),
     );
+    if let Some(keep) = config.retention {
+        log::info!(
+            "retention: events older than {} whole days are deleted (the rollups keep their figures)",
+            keep.days()
+        );
+    }
     if config.read_token.is_none() {
         log::warn!(
             "BEACON_READ_TOKEN is not set: the read endpoints (/stream, /sessions, /events, \
