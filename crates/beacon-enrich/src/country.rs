@@ -182,7 +182,8 @@ fn build_table(json: &'static str) -> Result<Table, String> {
         written.extend(names.into_iter().map(|name| (name, code)));
     }
     for &(name, code) in EXTRA_NAMES {
-        let code = CountryCode::from_table(&codes, code).ok_or_else(|| format!("extra name {name}: unknown code {code}"))?;
+        let code = CountryCode::from_table(&codes, code)
+            .ok_or_else(|| format!("extra name {name}: unknown code {code}"))?;
         written.push((name, code));
     }
     let mut by_name: HashMap<String, Option<CountryCode>> = HashMap::new();
@@ -204,7 +205,11 @@ fn build_table(json: &'static str) -> Result<Table, String> {
         .collect();
     names.sort_unstable();
     names.dedup();
-    Ok(Table { codes, by_name, names })
+    Ok(Table {
+        codes,
+        by_name,
+        names,
+    })
 }
 
 impl CountryCode {
@@ -223,7 +228,13 @@ fn normalize(name: &str) -> String {
         if !out.is_empty() {
             out.push(' ');
         }
-        out.extend(word.chars().flat_map(char::to_lowercase).map(|c| if c == '\u{2019}' { '\'' } else { c }));
+        out.extend(word.chars().flat_map(char::to_lowercase).map(|c| {
+            if c == '\u{2019}' {
+                '\''
+            } else {
+                c
+            }
+        }));
     }
     out
 }
@@ -269,7 +280,11 @@ mod tests {
     #[test]
     fn every_extra_name_is_unambiguous() {
         for (name, code) in EXTRA_NAMES {
-            assert_eq!(country_code(name).map(|c| c.to_string()).as_deref(), Some(*code), "{name}");
+            assert_eq!(
+                country_code(name).map(|c| c.to_string()).as_deref(),
+                Some(*code),
+                "{name}"
+            );
         }
     }
 

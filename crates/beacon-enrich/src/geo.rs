@@ -131,7 +131,10 @@ impl GeoIp {
     /// changed file (the next calls return `Ok(false)` until the file
     /// changes again). A check without a change costs one `stat`.
     pub fn reload_if_changed(&self) -> Result<bool, EnrichError> {
-        let mut failed = self.reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut failed = self
+            .reload
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let meta = std::fs::metadata(&self.path).map_err(|source| self.io_error(source))?;
         let stamp = Stamp::of(&meta);
         if stamp == self.current.load().stamp || Some(stamp) == *failed {
@@ -187,7 +190,10 @@ fn load(path: &Path) -> Result<Loaded, EnrichError> {
 /// it is dropped. docs/enrichment.md and docs/operations.md say so. A copy
 /// over the file in place (`cp new.mmdb GeoLite2-City.mmdb`) breaks that
 /// contract.
-#[expect(unsafe_code, reason = "memory-mapping the GeoIP file; see the SAFETY note")]
+#[expect(
+    unsafe_code,
+    reason = "memory-mapping the GeoIP file; see the SAFETY note"
+)]
 fn map_file(file: &File) -> std::io::Result<Mmap> {
     unsafe { Mmap::map(file) }
 }
