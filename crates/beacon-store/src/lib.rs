@@ -8,6 +8,7 @@ mod read;
 mod retention;
 mod rollup;
 mod rows;
+mod salts;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -23,6 +24,7 @@ pub use history::{
 pub use retention::{Forgotten, PruneRun, Pruned};
 pub use rollup::{RollupProgress, TimeRange};
 pub use rows::{SessionRow, StoredEvent};
+pub use salts::SALT_BYTES;
 pub use store::{Backend, PoolOptions, Store};
 pub use url::DatabaseUrl;
 pub use write::{Inserted, INGEST_LOCK};

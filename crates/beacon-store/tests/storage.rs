@@ -32,6 +32,7 @@ beacon_store::store_suite!(
     recent_and_since_queries_order_correctly,
     migrations_are_idempotent,
     a_sessions_profile_is_set_by_its_first_event_and_never_changed,
+    every_instance_gets_the_salt_the_first_one_stored,
 );
 
 fn pixel_batch_round_trips_field_by_field(store: &Store) {
@@ -456,4 +457,26 @@ fn a_sessions_profile_is_set_by_its_first_event_and_never_changed(store: &Store)
         bot: session.bot,
     };
     assert_eq!(stored, first, "the profile of the session's first batch");
+}
+
+fn every_instance_gets_the_salt_the_first_one_stored(store: &Store) {
+    let day = 20_429;
+    let first = store.visitor_salt(day, [1; 32]).unwrap();
+    assert_eq!(first, [1; 32]);
+    assert_eq!(
+        store.visitor_salt(day, [2; 32]).unwrap(),
+        [1; 32],
+        "a later offer loses"
+    );
+    assert_eq!(
+        store.visitor_salt(day + 1, [3; 32]).unwrap(),
+        [3; 32],
+        "days are apart"
+    );
+    assert_eq!(store.delete_salts_before(day + 1).unwrap(), 1);
+    assert_eq!(
+        store.visitor_salt(day, [4; 32]).unwrap(),
+        [4; 32],
+        "a deleted day starts over"
+    );
 }
