@@ -89,12 +89,12 @@ SESSIONS=$((BACKLOG / 20))
 for round in $(seq "$ROUNDS"); do
     psql "$URL" -qAt -v ON_ERROR_STOP=1 <<SQL
 INSERT INTO sessions (token, user_agent, entry_url, first_seen, last_seen)
-SELECT 'old-$round-' || g, 'Mozilla/5.0', 'https://site.example/', $T0 + g * 1000000,
-       $T0 + g * 1000000 + 19000000
+SELECT 'old-$round-' || g, 'Mozilla/5.0', 'https://site.example/', $T0 + g::bigint * 1000000,
+       $T0 + g::bigint * 1000000 + 19000000
 FROM generate_series(0, $SESSIONS - 1) g;
 INSERT INTO events (public_id, session_id, kind, url, user_agent, metadata, occurred_at, received_at)
 SELECT 'e' || g, s.id, CASE WHEN g % 4 = 0 THEN 'visit' ELSE 'heartbeat' END,
-       'https://site.example/p' || (g % 50), 'Mozilla/5.0', '{}', s.first_seen + (g % 20) * 1000000,
+       'https://site.example/p' || (g % 50), 'Mozilla/5.0', '{}', s.first_seen + (g % 20)::bigint * 1000000,
        s.first_seen + 20000000
 FROM generate_series(0, $BACKLOG - 1) g JOIN sessions s ON s.token = 'old-$round-' || (g / 20);
 UPDATE rollup_watermark SET last_event_id = (SELECT MAX(id) FROM events);

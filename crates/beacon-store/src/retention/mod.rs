@@ -16,12 +16,13 @@
 //! - sessions: candidates are read without locks, through the
 //!   `sessions_first_seen` index (a session's first event is no later
 //!   than its last); a step deletes them in a transaction that excludes
-//!   inserts (PostgreSQL: the ingest lock in exclusive mode, for as long as
-//!   deleting a few hundred rows by key takes; SQLite: the write lock) and
-//!   the rollup pass (the watermark row), and logs them (see `log.rs`).
-//!   Their `rollup_session` rows go with them, and so do their
+//!   inserts (PostgreSQL: the ingest lock in exclusive mode, taken at a
+//!   moment no insert holds it where it can, see [`exclude_inserts`];
+//!   SQLite: the write lock), checks them again there, and logs them (see
+//!   `log.rs`). Their `rollup_session` rows go with them, and so do their
 //!   `rollup_seen` rows where the session is its own visitor key (see
-//!   below).
+//!   below). No rollup pass reads those rows: a pass reads the sessions of
+//!   the events it folds, and these have none.
 //!
 //! Before its first delete a run raises `rollup_watermark.pruned_before` to
 //! its day: events before it may be gone, and the rollups of earlier days
@@ -53,8 +54,9 @@ mod log;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::connection::SimpleConnection;
-use diesel::sql_types::BigInt;
-use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Bool};
+use diesel::{QueryableByName, RunQueryDsl};
+use std::time::{Duration, Instant};
 
 use crate::read::{Conn, Param};
 use crate::rollup::{forget, VISITOR_KEY};
@@ -126,7 +128,7 @@ impl PruneRun {
                 Backend::Postgres => 5_000,
                 Backend::Sqlite => 1_000,
             },
-            sessions_per_step: 500,
+            sessions_per_step: 1_000,
             deleted: Pruned::default(),
         }
     }
@@ -199,20 +201,60 @@ fn int_list(values: &[i64]) -> String {
         .join(",")
 }
 
-/// Makes the transaction exclude inserts and rollup passes until it ends,
-/// before it deletes sessions. PostgreSQL: the watermark row (a pass holds
-/// it for its whole transaction), then the ingest lock in exclusive mode
-/// (inserts hold it shared), given up after 2 s rather than queue
-/// ingestion behind an insert that hangs. SQLite: the transaction holds
-/// the write lock already.
+/// How long a deleting step looks for a moment when no insert runs before
+/// it queues for the ingest lock.
+const FIND_A_GAP: Duration = Duration::from_secs(1);
+
+/// Time between two looks.
+const LOOK_EVERY: Duration = Duration::from_millis(1);
+
+#[derive(QueryableByName)]
+struct Got {
+    #[diesel(sql_type = Bool)]
+    got: bool,
+}
+
+/// Makes the transaction exclude inserts until it ends, before it deletes
+/// sessions (SQLite: the transaction holds the write lock already). On
+/// PostgreSQL that is the ingest lock in exclusive mode, which inserts hold
+/// shared. Queueing for it would hold every new insert until the running
+/// ones commit, so the step first takes it only when no insert holds it,
+/// looking every millisecond for up to a second (between two commits of a
+/// busy server, or at once on a quiet one), and only then queues, for at
+/// most 2 s: ingestion waits for the step's deletes alone, or once a
+/// second or less under full load.
+fn exclude_inserts(conn: &mut Conn<'_>) -> Result<(), StoreError> {
+    let Conn::Pg(c) = conn else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + FIND_A_GAP;
+    loop {
+        let got: Got = diesel::sql_query(format!(
+            "SELECT pg_try_advisory_xact_lock({INGEST_LOCK}) AS got"
+        ))
+        .get_result(*c)?;
+        if got.got {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(LOOK_EVERY);
+    }
+    c.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '2s'; SELECT pg_advisory_xact_lock({INGEST_LOCK})"
+    ))?;
+    Ok(())
+}
+
+/// [`exclude_inserts`], and the rollup passes too (PostgreSQL: a pass
+/// holds the watermark row for its whole transaction; SQLite: the write
+/// lock), for a step that changes the rollups.
 fn exclude_writers(conn: &mut Conn<'_>) -> Result<(), StoreError> {
     if let Conn::Pg(c) = conn {
-        c.batch_execute(&format!(
-            "SELECT 1 FROM rollup_watermark WHERE id = 1 FOR UPDATE; \
-             SET LOCAL lock_timeout = '2s'; SELECT pg_advisory_xact_lock({INGEST_LOCK})"
-        ))?;
+        c.batch_execute("SELECT 1 FROM rollup_watermark WHERE id = 1 FOR UPDATE")?;
     }
-    Ok(())
+    exclude_inserts(conn)
 }
 
 /// Deletes sessions `ids` (inside a transaction that excluded writers),
@@ -355,7 +397,7 @@ impl Store {
             return Ok(());
         }
         let deleted = self.write_transaction(|conn| {
-            exclude_writers(conn)?;
+            exclude_inserts(conn)?;
             // Again under the locks: an event may have arrived since.
             let targets: Vec<Target> = conn.load(
                 &format!(
