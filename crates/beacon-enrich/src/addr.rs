@@ -207,7 +207,10 @@ impl<'a> Hop<'a> {
 
 /// Walks hops from the right; returns the client address (`None`: the
 /// peer) and, for a `Forwarded` hop, whether its proto was https.
-fn walk<'a>(hops: impl Iterator<Item = Hop<'a>>, trusted: &TrustedProxies) -> (Option<IpAddr>, Option<bool>) {
+fn walk<'a>(
+    hops: impl Iterator<Item = Hop<'a>>,
+    trusted: &TrustedProxies,
+) -> (Option<IpAddr>, Option<bool>) {
     let mut last: Option<(IpAddr, Option<&str>)> = None;
     for hop in hops.take(MAX_HOPS) {
         let Some(ip) = hop.node.and_then(parse_node) else {

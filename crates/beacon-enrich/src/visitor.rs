@@ -81,6 +81,8 @@ pub fn visitor_id(salt: &Salt, site_host: &str, ip: IpAddr, user_agent: &str) ->
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn salt(b: u8) -> Salt {
@@ -90,7 +92,12 @@ mod tests {
     #[test]
     fn visitor_ids_are_always_negative() {
         for i in 0..1000u32 {
-            let id = visitor_id(&salt(1), "site.example", IpAddr::from([10, 0, 0, 1]), &i.to_string());
+            let id = visitor_id(
+                &salt(1),
+                "site.example",
+                IpAddr::from([10, 0, 0, 1]),
+                &i.to_string(),
+            );
             assert!(id < 0, "{id}");
         }
     }
@@ -102,21 +109,35 @@ mod tests {
         assert_eq!(base, visitor_id(&salt(1), "a.example", ip, "UA"));
         assert_ne!(base, visitor_id(&salt(2), "a.example", ip, "UA"), "salt");
         assert_ne!(base, visitor_id(&salt(1), "b.example", ip, "UA"), "host");
-        assert_ne!(base, visitor_id(&salt(1), "a.example", IpAddr::from([192, 0, 2, 2]), "UA"), "ip");
-        assert_ne!(base, visitor_id(&salt(1), "a.example", ip, "UB"), "user agent");
+        assert_ne!(
+            base,
+            visitor_id(&salt(1), "a.example", IpAddr::from([192, 0, 2, 2]), "UA"),
+            "ip"
+        );
+        assert_ne!(
+            base,
+            visitor_id(&salt(1), "a.example", ip, "UB"),
+            "user agent"
+        );
     }
 
     #[test]
     fn host_and_user_agent_cannot_trade_bytes() {
         let ip = IpAddr::from([192, 0, 2, 1]);
-        assert_ne!(visitor_id(&salt(1), "ab", ip, "c"), visitor_id(&salt(1), "a", ip, "bc"));
+        assert_ne!(
+            visitor_id(&salt(1), "ab", ip, "c"),
+            visitor_id(&salt(1), "a", ip, "bc")
+        );
     }
 
     #[test]
     fn an_ipv4_mapped_address_is_the_ipv4_address() {
         let v4: IpAddr = "192.0.2.1".parse().unwrap();
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(visitor_id(&salt(1), "h", v4, "u"), visitor_id(&salt(1), "h", mapped, "u"));
+        assert_eq!(
+            visitor_id(&salt(1), "h", v4, "u"),
+            visitor_id(&salt(1), "h", mapped, "u")
+        );
     }
 
     #[test]

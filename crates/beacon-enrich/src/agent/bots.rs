@@ -136,10 +136,10 @@ impl BotPatterns {
     pub fn is_bot(&self, user_agent: &str) -> bool {
         let text = user_agent.as_bytes();
         self.combined.is_match(text)
-            || self
-                .lookarounds
-                .iter()
-                .any(|(core, rewrite)| core.find_iter(text).any(|m| rewrite.holds(text, m.start(), m.end())))
+            || self.lookarounds.iter().any(|(core, rewrite)| {
+                core.find_iter(text)
+                    .any(|m| rewrite.holds(text, m.start(), m.end()))
+            })
     }
 
     /// How many patterns the embedded list has (including rewritten and
@@ -159,8 +159,14 @@ impl Rewrite {
     fn holds(&self, text: &[u8], start: usize, end: usize) -> bool {
         let before = &text[..start];
         let after = &text[end..];
-        !self.not_preceded_by.iter().any(|p| ends_with_ignore_case(before, p.as_bytes()))
-            && !self.not_followed_by.iter().any(|p| starts_with_ignore_case(after, p.as_bytes()))
+        !self
+            .not_preceded_by
+            .iter()
+            .any(|p| ends_with_ignore_case(before, p.as_bytes()))
+            && !self
+                .not_followed_by
+                .iter()
+                .any(|p| starts_with_ignore_case(after, p.as_bytes()))
     }
 }
 
@@ -195,7 +201,8 @@ fn embedded_list() -> Result<Vec<String>, EnrichError> {
         .find(LIST_END)
         .ok_or_else(|| patterns_error("the pattern array does not end".into()))?;
     let list = &ISBOT_JS[start..start + len + 2];
-    serde_json::from_str(list).map_err(|e| patterns_error(format!("the pattern array is not JSON: {e}")))
+    serde_json::from_str(list)
+        .map_err(|e| patterns_error(format!("the pattern array is not JSON: {e}")))
 }
 
 /// Escapes a `-` that follows a class escape inside a character class
@@ -233,6 +240,8 @@ fn escape_dash_after_class_escape(pattern: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -240,7 +249,11 @@ mod tests {
         let bots = BotPatterns::new().unwrap();
         assert!(bots.pattern_count() >= 200, "{}", bots.pattern_count());
         assert!(bots.skipped().is_empty(), "skipped: {:?}", bots.skipped());
-        assert_eq!(bots.lookarounds.len(), REWRITES.len(), "a rewrite no longer matches a pattern");
+        assert_eq!(
+            bots.lookarounds.len(),
+            REWRITES.len(),
+            "a rewrite no longer matches a pattern"
+        );
     }
 
     #[test]
@@ -270,13 +283,25 @@ mod tests {
             ("(?:^|[^g])news(?!sapphire)", "gnews", false),
             (google, "Mozilla/5.0 (compatible; Google-Read-Aloud)", true),
             (google, "Mozilla/5.0 GoogleApp/1.0", false),
-            (google, "Mozilla/5.0 (Linux; Android 14; Google Pixel 8)", false),
+            (
+                google,
+                "Mozilla/5.0 (Linux; Android 14; Google Pixel 8)",
+                false,
+            ),
             (google, "Mozilla/5.0 channel/google", false),
             (google, "Mozilla/5.0 GoogleWv", false),
             (google, "Mozilla/5.0 google/google", false),
-            (r"(?<! cu)bots?(?:\b|_)", "Mozilla/5.0 (compatible; SomeBot/1.0)", true),
+            (
+                r"(?<! cu)bots?(?:\b|_)",
+                "Mozilla/5.0 (compatible; SomeBot/1.0)",
+                true,
+            ),
             (r"(?<! cu)bots?(?:\b|_)", "Mozilla/5.0 bots_", true),
-            (r"(?<! cu)bots?(?:\b|_)", "Mozilla/5.0 (Linux; Android 12; Cubot X)", false),
+            (
+                r"(?<! cu)bots?(?:\b|_)",
+                "Mozilla/5.0 (Linux; Android 12; Cubot X)",
+                false,
+            ),
             (r"(?<! cu)bots?(?:\b|_)", "Mozilla/5.0 botanic", false),
             ("(?<!cam)scan", "Mozilla/5.0 VirusScan", true),
             ("(?<!cam)scan", "Mozilla/5.0 CamScanner", false),
@@ -286,7 +311,11 @@ mod tests {
             ("java(?!;)", "Mozilla/4.0 (compatible; Java; x)", false),
         ];
         for (original, ua, expected) in cases {
-            assert_eq!(rewrite_matches(original, ua), expected, "{original} on {ua}");
+            assert_eq!(
+                rewrite_matches(original, ua),
+                expected,
+                "{original} on {ua}"
+            );
         }
     }
 }

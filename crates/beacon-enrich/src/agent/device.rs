@@ -33,7 +33,14 @@ const OTHER_DEVICES: &[&str] = &[
 ];
 
 /// Operating systems of phones (besides Android and iOS, decided apart).
-const PHONE_OSES: &[&str] = &["Windows Phone", "BlackBerry OS", "KaiOS", "Firefox OS", "Symbian OS", "Sailfish"];
+const PHONE_OSES: &[&str] = &[
+    "Windows Phone",
+    "BlackBerry OS",
+    "KaiOS",
+    "Firefox OS",
+    "Symbian OS",
+    "Sailfish",
+];
 
 /// The device type of a user agent that is not a bot.
 ///
@@ -53,14 +60,25 @@ pub(super) fn device_type(p: &Parsed<'_>) -> Device {
     if OTHER_DEVICES.iter().any(|m| ua.contains(m)) {
         return Device::Other;
     }
-    if device == "iPad" || device.contains("Tablet") || device.starts_with("Kindle") || ua.contains("iPad") {
+    if device == "iPad"
+        || device.contains("Tablet")
+        || device.starts_with("Kindle")
+        || ua.contains("iPad")
+    {
         return Device::Tablet;
     }
-    if matches!(device, "iPhone" | "iPod" | "Generic Smartphone" | "Generic Feature Phone") {
+    if matches!(
+        device,
+        "iPhone" | "iPod" | "Generic Smartphone" | "Generic Feature Phone"
+    ) {
         return Device::Mobile;
     }
     if os == "Android" || ua.contains("Android") {
-        return if ua.contains("Mobile") { Device::Mobile } else { Device::Tablet };
+        return if ua.contains("Mobile") {
+            Device::Mobile
+        } else {
+            Device::Tablet
+        };
     }
     if os == "iOS" || PHONE_OSES.contains(&os) || ua.contains("Mobi") {
         return Device::Mobile;

@@ -163,9 +163,9 @@ impl UserAgents {
         if ua.is_empty() {
             return Arc::clone(&self.empty);
         }
-        let verdict = self
-            .cache
-            .get_or_insert_with(ua, || Ok::<_, std::convert::Infallible>(Arc::new(self.analyse(ua))));
+        let verdict = self.cache.get_or_insert_with(ua, || {
+            Ok::<_, std::convert::Infallible>(Arc::new(self.analyse(ua)))
+        });
         match verdict {
             Ok(agent) => agent,
             Err(never) => match never {},
@@ -185,9 +185,15 @@ impl UserAgents {
     /// Parses and checks one (already truncated, non-empty) user agent.
     fn analyse(&self, ua: &str) -> Agent {
         let (browser, os, device) = self.parser.extract(ua);
-        let browser_family = browser.as_ref().map(|b| b.family.as_ref()).filter(|f| *f != "Other");
+        let browser_family = browser
+            .as_ref()
+            .map(|b| b.family.as_ref())
+            .filter(|f| *f != "Other");
         let os_family = os.as_ref().map(|o| o.os.as_ref()).filter(|f| *f != "Other");
-        let device_family = device.as_ref().map(|d| d.device.as_ref()).filter(|f| *f != "Other");
+        let device_family = device
+            .as_ref()
+            .map(|d| d.device.as_ref())
+            .filter(|f| *f != "Other");
         let bot = if ua.contains("HeadlessChrome") || browser_family == Some("HeadlessChrome") {
             Some(BotReason::Headless)
         } else if device_family == Some("Spider") {
@@ -243,6 +249,8 @@ fn truncate(ua: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
