@@ -10,7 +10,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let live = &state.live;
     let open = live.open_anomalies();
     let open_of = |kind: &str| open.iter().filter(|a| a.kind == kind).count();
-    let body = format!(
+    let mut body = format!(
         "# HELP beacon_open_streams Open /stream connections.\n\
          # TYPE beacon_open_streams gauge\n\
          beacon_open_streams {}\n\
@@ -56,6 +56,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         open_of("drop"),
         open_of("dark"),
     );
+    state.enrichment.write_metrics(&mut body);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body)
