@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use actix_web::HttpRequest;
 use beacon_enrich::{
@@ -27,6 +27,19 @@ pub use salts::{day_of, start as start_salts, Salts};
 /// Distinct user agents whose verdicts are kept.
 pub const USER_AGENT_CACHE: usize = 10_000;
 
+/// The process's parser: its patterns take about a second to compile, so
+/// every application of the process (tests start many) shares one.
+fn user_agents() -> Result<Arc<UserAgents>, beacon_enrich::EnrichError> {
+    static AGENTS: Mutex<Option<Arc<UserAgents>>> = Mutex::new(None);
+    let mut agents = AGENTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(agents) = &*agents {
+        return Ok(Arc::clone(agents));
+    }
+    let built = Arc::new(UserAgents::new(USER_AGENT_CACHE)?);
+    *agents = Some(Arc::clone(&built));
+    Ok(built)
+}
+
 /// What a request's events became.
 pub struct Enriched {
     /// The events to store, each with its profile.
@@ -38,7 +51,7 @@ pub struct Enriched {
 /// The enrichment of the ingest path, built once at start and shared.
 pub struct Enrichment {
     trusted: TrustedProxies,
-    agents: UserAgents,
+    agents: Arc<UserAgents>,
     geo: Option<GeoIp>,
     keep_bots: bool,
     salts: Arc<Salts>,
@@ -67,7 +80,7 @@ impl Enrichment {
         let geo = geoip.map(GeoIp::open).transpose()?;
         Ok(Self {
             trusted,
-            agents: UserAgents::new(USER_AGENT_CACHE)?,
+            agents: user_agents()?,
             geo,
             keep_bots,
             salts,
