@@ -153,7 +153,12 @@ impl Enrichment {
         events: Vec<NewEvent>,
         now: DateTime<Utc>,
     ) -> Enriched {
-        let cdn = if client.via_proxy {
+        // A CDN's header is believed from a trusted peer only (that is
+        // the CDN, or the proxy behind it), whatever else it forwarded.
+        let peer_trusted = req
+            .peer_addr()
+            .is_some_and(|peer| self.trusted.contains(peer.ip()));
+        let cdn = if peer_trusted {
             let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
             cdn_country(
                 header("cf-ipcountry"),
