@@ -152,6 +152,7 @@ impl Application {
             config.trusted_proxies.clone(),
             config.geoip_db.as_deref(),
             config.keep_bots,
+            config.no_enrichment,
             Arc::clone(&salts),
         )?);
         let mut tasks = vec![broadcaster];
