@@ -7,13 +7,14 @@ mod known;
 mod read;
 mod rollup;
 mod rows;
+mod series_counts;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod url;
 mod write;
 
-pub use anomalies::AnomalyRow;
+pub use anomalies::{AnomalyRow, DetectorStateRow};
 pub use error::StoreError;
 pub use history::{
     Bucket, BucketFigures, BucketStats, EventQuery, SessionQuery, SessionSummary, TopDimension,
@@ -21,6 +22,7 @@ pub use history::{
 };
 pub use rollup::{RollupProgress, TimeRange};
 pub use rows::{SessionRow, StoredEvent};
+pub use series_counts::{ItemCounts, ViewDimension};
 pub use store::{Backend, PoolOptions, Store};
 pub use url::DatabaseUrl;
 pub use write::{Inserted, INGEST_LOCK};
