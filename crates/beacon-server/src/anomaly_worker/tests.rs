@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use beacon_metrics::anomaly::{AnomalyKind, SeriesEvent};
 use beacon_store::testing::TestDatabase;
 use beacon_store::PoolOptions;
 use chrono::TimeZone;
