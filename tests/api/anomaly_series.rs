@@ -13,6 +13,7 @@ use crate::helpers::{spawn_app, spawn_config_with_clock, test_config, SseReader,
 crate::on_both_backends!(
     a_page_surging_from_one_referrer_is_found_while_the_site_total_hardly_moves,
     a_detector_without_history_says_it_is_learning,
+    a_stopping_server_sends_the_alerts_still_queued,
 );
 
 /// Stores page views `(time, path, referrer)`, in batches received at the
@@ -87,10 +88,24 @@ fn surge_views(surge_from: DateTime<Utc>) -> Vec<(DateTime<Utc>, &'static str, &
 /// A local alert webhook that accepts every POST; returns its URL and the
 /// JSON bodies it receives.
 fn webhook() -> (String, std::sync::mpsc::Receiver<Value>) {
+    let (url, gate, bodies) = gated_webhook();
+    std::thread::spawn(move || while gate.send(()).is_ok() {});
+    (url, bodies)
+}
+
+/// A local alert webhook that hands over each JSON body as soon as it has
+/// read it, and answers it (204) only once the returned gate lets one
+/// answer through.
+fn gated_webhook() -> (
+    String,
+    std::sync::mpsc::SyncSender<()>,
+    std::sync::mpsc::Receiver<Value>,
+) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
+    let (gate, answer) = std::sync::mpsc::sync_channel::<()>(0);
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let mut stream = stream.unwrap();
@@ -109,15 +124,14 @@ fn webhook() -> (String, std::sync::mpsc::Receiver<Value>) {
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            stream
-                .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-                .unwrap();
-            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() || answer.recv().is_err() {
                 return;
             }
+            // The sender may have given up waiting meanwhile.
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
         }
     });
-    (url, rx)
+    (url, gate, rx)
 }
 
 /// `GET /anomalies` over the test's days, once `done` holds for it.
@@ -273,4 +287,46 @@ async fn a_detector_without_history_says_it_is_learning(db: &TestDatabase) {
         0.0
     );
     app.stop().await;
+}
+
+/// Two alerts queued at once (the page's and the referrer's); the webhook
+/// holds its answer to the first until the server is stopping: the second
+/// is sent before the stop completes, not dropped with the process.
+async fn a_stopping_server_sends_the_alerts_still_queued(db: &TestDatabase) {
+    let surge_from = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+    store_views(&db.store(), surge_views(surge_from)).await;
+    let clock = std::sync::Arc::new(beacon_server::clock::FixedClock::new(
+        surge_from + TimeDelta::hours(2) + TimeDelta::seconds(1),
+    ));
+    let (url, gate, alerts) = gated_webhook();
+    let mut config = test_config(db);
+    config.alert_webhook = Some(url);
+    let app = spawn_config_with_clock(config, clock);
+    let address = app.address.clone();
+    let (first, alerts) = tokio::task::spawn_blocking(move || {
+        let first = alerts.recv_timeout(Duration::from_secs(30));
+        (first, alerts)
+    })
+    .await
+    .unwrap();
+    assert_eq!(first.expect("the first alert arrives")["event"], "opened");
+
+    let stopping = tokio::spawn(app.stop());
+    // The server stops accepting first; the alerts are finished last.
+    let client = reqwest::Client::new();
+    while client.get(format!("{address}/up")).send().await.is_ok() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let released = tokio::task::spawn_blocking(move || {
+        // The first answer, then the second's once it is asked for.
+        gate.send(()).unwrap();
+        gate.send(()).unwrap();
+    });
+    stopping.await.unwrap();
+    released.await.unwrap();
+    let second = alerts
+        .try_recv()
+        .expect("the queued alert was sent before the stop completed");
+    assert_eq!(second["event"], "opened");
+    assert_ne!(second["anomaly"]["series"], Value::Null);
 }
