@@ -201,6 +201,7 @@ impl Store {
         let start_us = start.timestamp_micros();
         let len = i64::try_from(intervals).unwrap_or(i64::MAX);
         let end_us = start_us.saturating_add(step_us.saturating_mul(len));
+        // bots: AND session_id IN (SELECT id FROM sessions WHERE NOT bot)
         let rows: Vec<IntervalCount> = load(
             self,
             "SELECT (occurred_at - ?) / ? AS i, COUNT(*) AS n FROM events \

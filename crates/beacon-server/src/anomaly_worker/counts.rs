@@ -39,7 +39,7 @@ struct Reads {
 
 /// The items of `dimension` the detector watches, then the busiest of the
 /// range that it does not, `CANDIDATES` of them at most.
-fn items(
+pub(super) fn items(
     store: &Store,
     detector: &AnomalyDetector,
     dimension: ViewDimension,

@@ -1,6 +1,7 @@
-//! The anomaly worker: runs the detector of `beacon-metrics` on the
-//! site's page views and keeps the open anomalies where `/stream` and
-//! `/metrics` show them.
+//! The anomaly worker: runs the detector of `beacon-metrics` on the page
+//! views of the site, of its busiest pages and of its busiest referrers
+//! (see `counts`), and keeps the open anomalies and the detector's state
+//! where `/stream` and `/metrics` show them.
 //!
 //! Exactly one instance detects and stores: the one holding the database
 //! lease [`LEASE`], renewed at every interval and lasting a few, so that
@@ -12,8 +13,9 @@
 //! cannot read (the database is away) is a gap for the detector, never a
 //! "dark" or "drop": Beacon's blind spot is not the site's.
 //!
-//! Every instance, leader or not, reads the open anomalies from the
-//! database at every interval into [`Live`].
+//! Every instance, leader or not, reads the open anomalies and the
+//! detector's state (recorded by the leader) from the database at every
+//! interval into [`Live`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -34,6 +36,8 @@ use crate::StartError;
 mod counts;
 mod view;
 
+#[cfg(test)]
+use counts::items;
 use counts::{feed, gap_until, warm_items, Fed, TOP_PAGES, TOP_REFERRERS};
 pub use view::{kind_name, mode_name, series_name, to_row, AnomalyView, DetectorView};
 
