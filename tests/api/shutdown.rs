@@ -53,7 +53,7 @@ pub(crate) fn start_binary_logging(db: &TestDatabase, log: &str, stderr: Stdio) 
 }
 
 pub(crate) async fn wait_until_up(server: &Server) {
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client_builder().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if let Ok(r) = client.get(format!("{}/up", server.address)).send().await {
@@ -77,7 +77,7 @@ pub(crate) fn signal(server: &Server, name: &str) {
 /// Sends the burst, signals the server once a third of it is acknowledged,
 /// and returns the session tokens whose request got a 200.
 async fn burst_and_signal(server: &Server, signal_name: &'static str) -> Vec<String> {
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();

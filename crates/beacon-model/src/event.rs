@@ -1,7 +1,10 @@
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+
+use crate::VisitorProfile;
 
 /// What happened. The pixel sends the five named kinds; anything else is kept
 /// as a custom event under its own name.
@@ -142,6 +145,7 @@ pub struct NewEvent {
     pub(crate) data_json: String,
     pub(crate) occurred_at: DateTime<Utc>,
     pub(crate) received_at: DateTime<Utc>,
+    pub(crate) profile: Option<Arc<VisitorProfile>>,
 }
 
 impl NewEvent {
@@ -204,6 +208,16 @@ impl NewEvent {
             }),
             _ => None,
         }
+    }
+    /// Who is behind the event, once the server has enriched it.
+    pub fn profile(&self) -> Option<&VisitorProfile> {
+        self.profile.as_deref()
+    }
+    /// The event with its visitor profile (enrichment sets it before the
+    /// event is stored).
+    pub fn with_profile(mut self, profile: Arc<VisitorProfile>) -> Self {
+        self.profile = Some(profile);
+        self
     }
     /// A string field of `data` (e.g. `country` of a visit).
     pub fn data_str(&self, key: &str) -> Option<&str> {

@@ -6,10 +6,12 @@ mod error;
 mod event;
 mod limits;
 mod parse;
+mod profile;
 mod text;
 
 pub use error::{ModelError, Rejection};
 pub use event::{EventId, EventKind, NewEvent, SessionToken};
 pub use limits::Limits;
 pub use parse::{parse_track_body, ParsedBatch, RequestContext};
+pub use profile::VisitorProfile;
 pub use text::escape_for_log;

@@ -31,8 +31,12 @@ pub struct SessionQuery {
     pub from_us: Option<i64>,
     /// First seen before (microseconds).
     pub to_us: Option<i64>,
-    /// Exact country.
+    /// Exact country code.
     pub country: Option<String>,
+    /// Exact device type.
+    pub device: Option<String>,
+    /// Exact browser family.
+    pub browser: Option<String>,
     /// Initial referrer starting with this.
     pub referrer: Option<String>,
     /// Continue after this `(first_seen, id)` (exclusive, going older).
@@ -121,7 +125,8 @@ pub struct TopItem {
 }
 
 const SUMMARY_COLUMNS: &str = "s.id, s.token, s.user_agent, s.referrer, s.entry_url, \
-     s.country, s.city, s.first_seen AS first_seen_us, s.last_seen AS last_seen_us, \
+     s.country, s.region, s.city, s.browser, s.browser_version, s.os, s.os_version, s.device, \
+     s.visitor_id, s.bot, s.first_seen AS first_seen_us, s.last_seen AS last_seen_us, \
      COALESCE(r.events, 0) AS events, COALESCE(r.page_views, 0) AS page_views \
      FROM sessions s LEFT JOIN rollup_session r ON r.session_id = s.id";
 
@@ -223,9 +228,15 @@ impl Store {
             sql.push_str(" AND s.first_seen < ?");
             params.push(Param::Int(to));
         }
-        if let Some(country) = &q.country {
-            sql.push_str(" AND s.country = ?");
-            params.push(Param::Text(country.clone()));
+        for (column, value) in [
+            ("country", &q.country),
+            ("device", &q.device),
+            ("browser", &q.browser),
+        ] {
+            if let Some(value) = value {
+                sql.push_str(&format!(" AND s.{column} = ?"));
+                params.push(Param::Text(value.clone()));
+            }
         }
         if let Some(referrer) = &q.referrer {
             sql.push_str(" AND substr(s.referrer, 1, length(?)) = ?");

@@ -26,6 +26,9 @@ pub(crate) mod field {
     pub const ENTRY_URL: u8 = 4;
     pub const COUNTRY: u8 = 8;
     pub const CITY: u8 = 16;
+    /// The enrichment columns (visitor id, browser, system, device,
+    /// region, bot), written together when the session starts.
+    pub const PROFILE: u8 = 32;
 }
 
 /// What is remembered of a written session.

@@ -7,6 +7,7 @@ mod known;
 mod read;
 mod rollup;
 mod rows;
+mod salts;
 mod series_counts;
 mod store;
 #[cfg(feature = "test-support")]
@@ -22,6 +23,7 @@ pub use history::{
 };
 pub use rollup::{RollupProgress, TimeRange};
 pub use rows::{SessionRow, StoredEvent};
+pub use salts::SALT_BYTES;
 pub use series_counts::{ItemCounts, ViewDimension};
 pub use store::{Backend, PoolOptions, Store};
 pub use url::DatabaseUrl;

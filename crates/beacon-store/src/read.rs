@@ -6,7 +6,7 @@ use diesel::pg::Pg;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::serialize::ToSql;
 use diesel::sql_types::HasSqlType;
-use diesel::sql_types::{BigInt, Double, Nullable, Text};
+use diesel::sql_types::{BigInt, Binary, Double, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::{sql_query, QueryableByName, RunQueryDsl};
 
@@ -18,7 +18,8 @@ pub(crate) const EVENT_COLUMNS: &str =
      e.referrer, e.user_agent, e.label, e.metadata, e.occurred_at AS occurred_at_us, \
      e.received_at AS received_at_us FROM events e JOIN sessions s ON s.id = e.session_id";
 
-const SESSION_COLUMNS: &str = "id, token, user_agent, referrer, entry_url, country, city, \
+const SESSION_COLUMNS: &str = "id, token, user_agent, referrer, entry_url, country, region, \
+     city, browser, browser_version, os, os_version, device, visitor_id, bot, \
      first_seen AS first_seen_us, last_seen AS last_seen_us FROM sessions";
 
 #[derive(QueryableByName)]
@@ -34,6 +35,7 @@ pub(crate) enum Param {
     Text(String),
     Float(f64),
     NullableInt(Option<i64>),
+    Bytes(Vec<u8>),
 }
 
 /// Rewrites `?` placeholders to PostgreSQL's `$1, $2, …`. The queries of
@@ -59,8 +61,9 @@ fn bind<'a, DB>(
     params: &'a [Param],
 ) -> BoxedSqlQuery<'a, DB, SqlQuery>
 where
-    DB: Backend + HasSqlType<BigInt> + HasSqlType<Text> + HasSqlType<Double>,
+    DB: Backend + HasSqlType<BigInt> + HasSqlType<Text> + HasSqlType<Double> + HasSqlType<Binary>,
     i64: ToSql<BigInt, DB>,
+    [u8]: ToSql<Binary, DB>,
     str: ToSql<Text, DB>,
     f64: ToSql<Double, DB>,
     Option<i64>: ToSql<Nullable<BigInt>, DB>,
@@ -71,6 +74,7 @@ where
             Param::Text(s) => q.bind::<Text, _>(s.as_str()),
             Param::Float(v) => q.bind::<Double, _>(*v),
             Param::NullableInt(v) => q.bind::<Nullable<BigInt>, _>(*v),
+            Param::Bytes(v) => q.bind::<Binary, _>(v.as_slice()),
         };
     }
     q

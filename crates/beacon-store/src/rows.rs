@@ -1,5 +1,5 @@
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::QueryableByName;
 
 /// Converts stored microseconds to a time (out-of-range values clamp to the
@@ -75,12 +75,38 @@ pub struct SessionRow {
     /// Url of the session's first page view.
     #[diesel(sql_type = Nullable<Text>)]
     pub entry_url: Option<String>,
-    /// `data.country` of the first page view.
+    /// ISO 3166-1 alpha-2 country code (from the GeoIP database, a trusted
+    /// CDN header or the pixel's `data.country`, in that order).
     #[diesel(sql_type = Nullable<Text>)]
     pub country: Option<String>,
-    /// `data.city` of the first page view.
+    /// Region (state, province).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub region: Option<String>,
+    /// City.
     #[diesel(sql_type = Nullable<Text>)]
     pub city: Option<String>,
+    /// Browser family.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub browser: Option<String>,
+    /// Browser major version.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub browser_version: Option<String>,
+    /// Operating system family.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub os: Option<String>,
+    /// Operating system major version.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub os_version: Option<String>,
+    /// `desktop`, `mobile`, `tablet` or `other`.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub device: Option<String>,
+    /// Daily visitor id (negative); none for sessions stored before
+    /// enrichment, which count as their own visitor.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub visitor_id: Option<i64>,
+    /// Stored with `--keep-bots` only.
+    #[diesel(sql_type = Bool)]
+    pub bot: bool,
     /// Earliest event time, microseconds since the Unix epoch.
     #[diesel(sql_type = BigInt)]
     pub first_seen_us: i64,

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use beacon_model::NewEvent;
+use std::sync::Arc;
+
+use beacon_model::{NewEvent, VisitorProfile};
 use beacon_store::testing::TestDatabase;
 use beacon_store::Store;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -29,6 +31,8 @@ beacon_store::store_suite!(
     unusual_text_round_trips,
     recent_and_since_queries_order_correctly,
     migrations_are_idempotent,
+    a_sessions_profile_is_set_by_its_first_event_and_never_changed,
+    every_instance_gets_the_salt_the_first_one_stored,
 );
 
 fn pixel_batch_round_trips_field_by_field(store: &Store) {
@@ -405,4 +409,74 @@ fn migrations_are_idempotent(store: &Store) {
         "nothing left to apply"
     );
     store.ping().unwrap();
+}
+
+fn a_sessions_profile_is_set_by_its_first_event_and_never_changed(store: &Store) {
+    let first = VisitorProfile {
+        visitor_id: Some(-7_000_000_000_000_000_001),
+        browser: Some("Chrome".into()),
+        browser_version: Some("131".into()),
+        os: Some("Mac OS X".into()),
+        os_version: Some("10".into()),
+        device: Some("desktop".into()),
+        country: Some("DE".into()),
+        region: Some("Berlin".into()),
+        city: Some("Berlin".into()),
+        bot: true,
+    };
+    let with = |profile: &VisitorProfile| {
+        let profile = Arc::new(profile.clone());
+        move |e: NewEvent| e.with_profile(Arc::clone(&profile))
+    };
+    let batch: Vec<NewEvent> = events(PIXEL).into_iter().map(with(&first)).collect();
+    store.insert_batch(&batch).unwrap();
+    let other = VisitorProfile {
+        visitor_id: Some(-1),
+        browser: Some("Firefox".into()),
+        country: Some("FR".into()),
+        ..VisitorProfile::default()
+    };
+    let later: Vec<NewEvent> = events(
+        r#"{"type":"visit","sessionId":"1764496800000-k3j9x2","id":"later-1","url":"https://portfolio.example/x"}"#,
+    )
+    .into_iter()
+    .map(with(&other))
+    .collect();
+    store.insert_batch(&later).unwrap();
+    let session = store.session("1764496800000-k3j9x2").unwrap().unwrap();
+    let stored = VisitorProfile {
+        visitor_id: session.visitor_id,
+        browser: session.browser.clone(),
+        browser_version: session.browser_version.clone(),
+        os: session.os.clone(),
+        os_version: session.os_version.clone(),
+        device: session.device.clone(),
+        country: session.country.clone(),
+        region: session.region.clone(),
+        city: session.city.clone(),
+        bot: session.bot,
+    };
+    assert_eq!(stored, first, "the profile of the session's first batch");
+}
+
+fn every_instance_gets_the_salt_the_first_one_stored(store: &Store) {
+    let day = 20_429;
+    let first = store.visitor_salt(day, [1; 32]).unwrap();
+    assert_eq!(first, [1; 32]);
+    assert_eq!(
+        store.visitor_salt(day, [2; 32]).unwrap(),
+        [1; 32],
+        "a later offer loses"
+    );
+    assert_eq!(
+        store.visitor_salt(day + 1, [3; 32]).unwrap(),
+        [3; 32],
+        "days are apart"
+    );
+    assert_eq!(store.delete_salts_before(day + 1).unwrap(), 1);
+    assert_eq!(
+        store.visitor_salt(day, [4; 32]).unwrap(),
+        [4; 32],
+        "a deleted day starts over"
+    );
 }

@@ -195,6 +195,7 @@ fn parse_event(
         ));
     }
     clean_object(&mut data);
+    strip_addresses(&mut data);
     let data_json = serde_json::to_string(&data)
         .map_err(|e| ("invalid_data", format!("data cannot be serialized: {e}")))?;
     if data_json.len() > limits.max_data_bytes {
@@ -238,6 +239,7 @@ fn parse_event(
         data_json,
         occurred_at,
         received_at: ctx.received_at,
+        profile: None,
     })
 }
 
@@ -272,6 +274,18 @@ fn object_depth(map: &Map<String, Value>) -> usize {
         }
     }
     max
+}
+
+/// Keys of `data` that carry the visitor's IP address (the seed pixel sends
+/// `ip`). Beacon stores no address, whole or partial (docs/privacy.md), so
+/// they are dropped before anything else sees the event.
+const ADDRESS_KEYS: [&str; 5] = ["ip", "ip_address", "ipAddress", "client_ip", "clientIp"];
+
+/// Removes the [`ADDRESS_KEYS`] from the top level of `data`.
+fn strip_addresses(map: &mut Map<String, Value>) {
+    for key in ADDRESS_KEYS {
+        map.remove(key);
+    }
 }
 
 /// Removes NUL and other control characters (tab and line breaks stay) from

@@ -3,6 +3,7 @@
 use chrono::{Duration, TimeZone};
 
 use super::*;
+use crate::VisitorProfile;
 
 const PIXEL: &str = include_str!("../../../../tests/fixtures/batch-pixel.json");
 const HEARTBEAT: &str = include_str!("../../../../tests/fixtures/batch-heartbeat.json");
@@ -391,4 +392,41 @@ fn numbers_in_data_are_kept_exactly_as_sent() {
             event.data_json()
         );
     }
+}
+
+#[test]
+fn the_pixels_address_fields_never_reach_the_event() {
+    let parsed = parse(PIXEL).unwrap();
+    let first = &parsed.events[0];
+    assert!(first.data().get("ip").is_none(), "{:?}", first.data());
+    assert!(
+        !first.data_json().contains("203.0.11"),
+        "{}",
+        first.data_json()
+    );
+    assert_eq!(
+        first.data_str("country"),
+        Some("Germany"),
+        "other fields stay"
+    );
+
+    let every_key = r#"{"type":"visit","sessionId":"s","data":{"ip":"192.0.2.1",
+        "ip_address":"192.0.2.2","ipAddress":"192.0.2.3","client_ip":"192.0.2.4",
+        "clientIp":"192.0.2.5","kept":1}}"#;
+    let parsed = parse(every_key).unwrap();
+    assert_eq!(parsed.events[0].data_json(), r#"{"kept":1}"#);
+}
+
+#[test]
+fn a_parsed_event_has_no_profile_until_the_server_gives_it_one() {
+    let parsed = parse(SINGLE).unwrap();
+    let event = parsed.events[0].clone();
+    assert_eq!(event.profile(), None);
+    let profile = VisitorProfile {
+        visitor_id: Some(-42),
+        country: Some("DE".into()),
+        ..VisitorProfile::default()
+    };
+    let event = event.with_profile(std::sync::Arc::new(profile.clone()));
+    assert_eq!(event.profile(), Some(&profile));
 }

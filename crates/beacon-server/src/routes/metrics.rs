@@ -14,7 +14,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let detector = live.detector();
     let mode_is = |mode: &str| u8::from(detector.as_ref().is_some_and(|d| d.mode == mode));
     let history_days = detector.as_ref().map_or(0.0, |d| d.history_days);
-    let body = format!(
+    let mut body = format!(
         "# HELP beacon_open_streams Open /stream connections.\n\
          # TYPE beacon_open_streams gauge\n\
          beacon_open_streams {}\n\
@@ -72,6 +72,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         mode_is("ready"),
         history_days,
     );
+    state.enrichment.write_metrics(&mut body);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body)

@@ -47,6 +47,21 @@ impl Params {
         }
     }
 
+    /// An ISO 3166-1 alpha-2 country code, in either case (stored upper
+    /// case).
+    pub fn country(&self, name: &'static str) -> Result<Option<String>, ApiError> {
+        match self.text(name)? {
+            Some(code) if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
+                Ok(Some(code.to_ascii_uppercase()))
+            }
+            Some(_) => Err(bad(
+                name,
+                "expected a two-letter ISO 3166-1 country code such as DE",
+            )),
+            None => Ok(None),
+        }
+    }
+
     /// An integer in `1..=max`, `default` when absent.
     pub fn limit(&self, default: i64, max: i64) -> Result<i64, ApiError> {
         match self.text("limit")? {
@@ -208,7 +223,17 @@ pub struct SessionView<'a> {
     entry_url: Option<&'a str>,
     referrer: Option<&'a str>,
     country: Option<&'a str>,
+    region: Option<&'a str>,
     city: Option<&'a str>,
+    browser: Option<&'a str>,
+    browser_version: Option<&'a str>,
+    os: Option<&'a str>,
+    os_version: Option<&'a str>,
+    device: Option<&'a str>,
+    /// The daily visitor id, as a string (JSON numbers lose precision
+    /// past 2^53 in JavaScript).
+    visitor_id: Option<String>,
+    bot: bool,
     user_agent: Option<&'a str>,
 }
 
@@ -226,7 +251,15 @@ impl<'a> SessionView<'a> {
             entry_url: s.entry_url.as_deref(),
             referrer: s.referrer.as_deref(),
             country: s.country.as_deref(),
+            region: s.region.as_deref(),
             city: s.city.as_deref(),
+            browser: s.browser.as_deref(),
+            browser_version: s.browser_version.as_deref(),
+            os: s.os.as_deref(),
+            os_version: s.os_version.as_deref(),
+            device: s.device.as_deref(),
+            visitor_id: s.visitor_id.map(|id| id.to_string()),
+            bot: s.bot,
             user_agent: s.user_agent.as_deref(),
         }
     }

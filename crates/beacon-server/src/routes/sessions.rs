@@ -16,7 +16,9 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let query = SessionQuery {
         from_us: p.time("from", Tz::UTC)?.map(|t| t.timestamp_micros()),
         to_us: p.time("to", Tz::UTC)?.map(|t| t.timestamp_micros()),
-        country: p.text("country")?,
+        country: p.country("country")?,
+        device: p.text("device")?,
+        browser: p.text("browser")?,
         referrer: p.text("referrer")?,
         before: p.cursor('s')?,
         limit: p.limit(50, 1000)?,

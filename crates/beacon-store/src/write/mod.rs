@@ -7,7 +7,7 @@ mod sqlite;
 
 use std::collections::{BTreeMap, HashMap};
 
-use beacon_model::{EventKind, NewEvent};
+use beacon_model::{EventKind, NewEvent, VisitorProfile};
 use diesel::connection::Connection;
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
@@ -29,6 +29,46 @@ struct SessionAgg<'a> {
     city: Option<&'a str>,
     /// Event time of the visit that gave entry url, country and city.
     first_visit: Option<i64>,
+    /// Who is behind the session, from its earliest event (enrichment).
+    profile: Option<&'a VisitorProfile>,
+}
+
+/// The profile columns of a session with none.
+static NO_PROFILE: VisitorProfile = VisitorProfile {
+    visitor_id: None,
+    browser: None,
+    browser_version: None,
+    os: None,
+    os_version: None,
+    device: None,
+    country: None,
+    region: None,
+    city: None,
+    bot: false,
+};
+
+impl<'a> SessionAgg<'a> {
+    /// The session's country: the profile's code when the events were
+    /// enriched, else what the pixel's first page view said.
+    fn country(&self) -> Option<&'a str> {
+        match self.profile {
+            Some(p) => p.country.as_deref(),
+            None => self.country,
+        }
+    }
+
+    /// The session's city, as [`SessionAgg::country`].
+    fn city(&self) -> Option<&'a str> {
+        match self.profile {
+            Some(p) => p.city.as_deref(),
+            None => self.city,
+        }
+    }
+
+    /// The profile columns (all empty without enrichment).
+    fn profile(&self) -> &'a VisitorProfile {
+        self.profile.unwrap_or(&NO_PROFILE)
+    }
 }
 
 impl SessionAgg<'_> {
@@ -38,8 +78,9 @@ impl SessionAgg<'_> {
             (self.user_agent, field::USER_AGENT),
             (self.referrer, field::REFERRER),
             (self.entry_url, field::ENTRY_URL),
-            (self.country, field::COUNTRY),
-            (self.city, field::CITY),
+            (self.country(), field::COUNTRY),
+            (self.city(), field::CITY),
+            (self.profile.map(|_| ""), field::PROFILE),
         ]
         .into_iter()
         .filter(|(value, _)| value.is_none())
@@ -48,8 +89,12 @@ impl SessionAgg<'_> {
 }
 
 /// Every [`field`] bit.
-const ALL_FIELDS: u8 =
-    field::USER_AGENT | field::REFERRER | field::ENTRY_URL | field::COUNTRY | field::CITY;
+const ALL_FIELDS: u8 = field::USER_AGENT
+    | field::REFERRER
+    | field::ENTRY_URL
+    | field::COUNTRY
+    | field::CITY
+    | field::PROFILE;
 
 /// A session the batch must upsert: its token, what the batch says about
 /// it, and the fields its row may still have empty before the upsert
@@ -83,11 +128,13 @@ fn sessions_of(events: &[NewEvent]) -> BTreeMap<&str, SessionAgg<'_>> {
                 country: None,
                 city: None,
                 first_visit: None,
+                profile: e.profile(),
             });
         if at < agg.first_seen {
             agg.first_seen = at;
             agg.user_agent = e.user_agent().or(agg.user_agent);
             agg.referrer = e.referrer().or(agg.referrer);
+            agg.profile = e.profile().or(agg.profile);
         }
         agg.last_seen = agg.last_seen.max(at);
         if *e.kind() == EventKind::Visit && agg.first_visit.is_none_or(|v| at < v) {

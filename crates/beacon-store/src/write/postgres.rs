@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 
-use beacon_model::NewEvent;
+use beacon_model::{NewEvent, VisitorProfile};
 use diesel::connection::SimpleConnection;
 use diesel::pg::{Pg, PgConnection};
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Untyped};
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Untyped};
 use diesel::{ExecuteCopyFromDsl, Insertable, QueryResult, QueryableByName, RunQueryDsl};
 
 use super::{micros, session_id, Inserted, SessionId, Upsert};
@@ -34,6 +34,14 @@ struct PgUpsertSessions<'a> {
     entry_url: Vec<Option<&'a str>>,
     country: Vec<Option<&'a str>>,
     city: Vec<Option<&'a str>>,
+    region: Vec<Option<&'a str>>,
+    browser: Vec<Option<&'a str>>,
+    browser_version: Vec<Option<&'a str>>,
+    os: Vec<Option<&'a str>>,
+    os_version: Vec<Option<&'a str>>,
+    device: Vec<Option<&'a str>>,
+    visitor_id: Vec<Option<i64>>,
+    bot: Vec<bool>,
     first_seen: Vec<i64>,
     last_seen: Vec<i64>,
 }
@@ -42,6 +50,7 @@ impl QueryFragment<Pg> for PgUpsertSessions<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
             "INSERT INTO sessions (token, user_agent, referrer, entry_url, country, city, \
+             region, browser, browser_version, os, os_version, device, visitor_id, bot, \
              first_seen, last_seen) SELECT * FROM unnest(",
         );
         out.push_bind_param::<Array<Text>, _>(&self.token)?;
@@ -51,11 +60,21 @@ impl QueryFragment<Pg> for PgUpsertSessions<'_> {
             &self.entry_url,
             &self.country,
             &self.city,
+            &self.region,
+            &self.browser,
+            &self.browser_version,
+            &self.os,
+            &self.os_version,
+            &self.device,
         ] {
             out.push_sql("::text[], ");
             out.push_bind_param::<Array<Nullable<Text>>, _>(column)?;
         }
         out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.visitor_id)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<Bool>, _>(&self.bot)?;
+        out.push_sql("::boolean[], ");
         out.push_bind_param::<Array<BigInt>, _>(&self.first_seen)?;
         out.push_sql("::bigint[], ");
         out.push_bind_param::<Array<BigInt>, _>(&self.last_seen)?;
@@ -67,7 +86,14 @@ impl QueryFragment<Pg> for PgUpsertSessions<'_> {
              referrer = COALESCE(sessions.referrer, EXCLUDED.referrer), \
              entry_url = COALESCE(sessions.entry_url, EXCLUDED.entry_url), \
              country = COALESCE(sessions.country, EXCLUDED.country), \
-             city = COALESCE(sessions.city, EXCLUDED.city) \
+             city = COALESCE(sessions.city, EXCLUDED.city), \
+             region = COALESCE(sessions.region, EXCLUDED.region), \
+             browser = COALESCE(sessions.browser, EXCLUDED.browser), \
+             browser_version = COALESCE(sessions.browser_version, EXCLUDED.browser_version), \
+             os = COALESCE(sessions.os, EXCLUDED.os), \
+             os_version = COALESCE(sessions.os_version, EXCLUDED.os_version), \
+             device = COALESCE(sessions.device, EXCLUDED.device), \
+             visitor_id = COALESCE(sessions.visitor_id, EXCLUDED.visitor_id) \
              RETURNING id, token",
         );
         Ok(())
@@ -116,6 +142,14 @@ impl QueryFragment<Pg> for PgInsertEvents<'_> {
         );
         Ok(())
     }
+}
+
+/// One profile column of the sessions to upsert.
+fn profiles<'a, T>(
+    sessions: &[Upsert<'_, 'a>],
+    column: impl Fn(&'a VisitorProfile) -> T,
+) -> Vec<T> {
+    sessions.iter().map(|u| column(u.agg.profile())).collect()
 }
 
 /// The ids of `n` new events, taken from the identity sequence of
@@ -229,8 +263,16 @@ pub(super) fn insert(
             user_agent: sessions.iter().map(|u| u.agg.user_agent).collect(),
             referrer: sessions.iter().map(|u| u.agg.referrer).collect(),
             entry_url: sessions.iter().map(|u| u.agg.entry_url).collect(),
-            country: sessions.iter().map(|u| u.agg.country).collect(),
-            city: sessions.iter().map(|u| u.agg.city).collect(),
+            country: sessions.iter().map(|u| u.agg.country()).collect(),
+            city: sessions.iter().map(|u| u.agg.city()).collect(),
+            region: profiles(sessions, |p| p.region.as_deref()),
+            browser: profiles(sessions, |p| p.browser.as_deref()),
+            browser_version: profiles(sessions, |p| p.browser_version.as_deref()),
+            os: profiles(sessions, |p| p.os.as_deref()),
+            os_version: profiles(sessions, |p| p.os_version.as_deref()),
+            device: profiles(sessions, |p| p.device.as_deref()),
+            visitor_id: profiles(sessions, |p| p.visitor_id),
+            bot: profiles(sessions, |p| p.bot),
             first_seen: sessions.iter().map(|u| u.agg.first_seen).collect(),
             last_seen: sessions.iter().map(|u| u.agg.last_seen).collect(),
         };

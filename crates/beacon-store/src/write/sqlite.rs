@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use beacon_model::NewEvent;
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::sqlite::SqliteConnection;
 use diesel::{sql_query, RunQueryDsl};
 
@@ -12,7 +12,7 @@ use super::{micros, session_id, Inserted, InsertedEvent, SessionId, Upsert};
 use crate::StoreError;
 
 /// SQLite's default limit is 32,766 bound variables per statement; events
-/// take 10 each, sessions 8.
+/// take 10 each, sessions 16.
 const ROWS_PER_STATEMENT: usize = 1000;
 
 const UPSERT_TAIL: &str = "
@@ -23,7 +23,14 @@ ON CONFLICT (token) DO UPDATE SET
     referrer   = COALESCE(sessions.referrer, excluded.referrer),
     entry_url  = COALESCE(sessions.entry_url, excluded.entry_url),
     country    = COALESCE(sessions.country, excluded.country),
-    city       = COALESCE(sessions.city, excluded.city)
+    city       = COALESCE(sessions.city, excluded.city),
+    region     = COALESCE(sessions.region, excluded.region),
+    browser    = COALESCE(sessions.browser, excluded.browser),
+    browser_version = COALESCE(sessions.browser_version, excluded.browser_version),
+    os         = COALESCE(sessions.os, excluded.os),
+    os_version = COALESCE(sessions.os_version, excluded.os_version),
+    device     = COALESCE(sessions.device, excluded.device),
+    visitor_id = COALESCE(sessions.visitor_id, excluded.visitor_id)
 RETURNING id, token";
 
 /// Upserts `sessions` (sorted by token; `ids` has the others) and inserts
@@ -37,19 +44,29 @@ pub(super) fn insert(
     for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::from(
             "INSERT INTO sessions (token, user_agent, referrer, entry_url, country, city, \
+             region, browser, browser_version, os, os_version, device, visitor_id, bot, \
              first_seen, last_seen) VALUES ",
         );
-        push_placeholders(&mut sql, chunk.len(), 8);
+        push_placeholders(&mut sql, chunk.len(), 16);
         sql.push_str(UPSERT_TAIL);
         let mut query = sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
         for Upsert { token, agg: s, .. } in chunk {
+            let p = s.profile();
             query = query
                 .bind::<Text, _>(*token)
                 .bind::<Nullable<Text>, _>(s.user_agent)
                 .bind::<Nullable<Text>, _>(s.referrer)
                 .bind::<Nullable<Text>, _>(s.entry_url)
-                .bind::<Nullable<Text>, _>(s.country)
-                .bind::<Nullable<Text>, _>(s.city)
+                .bind::<Nullable<Text>, _>(s.country())
+                .bind::<Nullable<Text>, _>(s.city())
+                .bind::<Nullable<Text>, _>(p.region.as_deref())
+                .bind::<Nullable<Text>, _>(p.browser.as_deref())
+                .bind::<Nullable<Text>, _>(p.browser_version.as_deref())
+                .bind::<Nullable<Text>, _>(p.os.as_deref())
+                .bind::<Nullable<Text>, _>(p.os_version.as_deref())
+                .bind::<Nullable<Text>, _>(p.device.as_deref())
+                .bind::<Nullable<BigInt>, _>(p.visitor_id)
+                .bind::<Bool, _>(p.bot)
                 .bind::<BigInt, _>(s.first_seen)
                 .bind::<BigInt, _>(s.last_seen);
         }

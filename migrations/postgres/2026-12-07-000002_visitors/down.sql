@@ -1,0 +1,10 @@
+DROP TABLE visitor_salts;
+ALTER TABLE sessions
+    DROP COLUMN visitor_id,
+    DROP COLUMN browser,
+    DROP COLUMN browser_version,
+    DROP COLUMN os,
+    DROP COLUMN os_version,
+    DROP COLUMN device,
+    DROP COLUMN region,
+    DROP COLUMN bot;
