@@ -68,6 +68,12 @@ struct IntervalCount {
     n: i64,
 }
 
+/// The condition, on a query of `events`, that its session is not a kept
+/// bot's (`--keep-bots`): no figure counts bots. A primary-key probe per
+/// event: `sessions.bot` has no index.
+pub(crate) const NOT_BOT: &str =
+    "NOT EXISTS (SELECT 1 FROM sessions b WHERE b.id = events.session_id AND b.bot)";
+
 const ANOMALY_COLUMNS: &str =
     "series, kind, onset_us, start_us, end_us, observed, expected, severity FROM anomalies";
 
@@ -201,11 +207,13 @@ impl Store {
         let start_us = start.timestamp_micros();
         let len = i64::try_from(intervals).unwrap_or(i64::MAX);
         let end_us = start_us.saturating_add(step_us.saturating_mul(len));
-        // bots: AND session_id IN (SELECT id FROM sessions WHERE NOT bot)
         let rows: Vec<IntervalCount> = load(
             self,
-            "SELECT (occurred_at - ?) / ? AS i, COUNT(*) AS n FROM events \
-             WHERE kind = 'visit' AND occurred_at >= ? AND occurred_at < ? GROUP BY 1",
+            &format!(
+                "SELECT (occurred_at - ?) / ? AS i, COUNT(*) AS n FROM events \
+                 WHERE kind = 'visit' AND occurred_at >= ? AND occurred_at < ? AND {NOT_BOT} \
+                 GROUP BY 1"
+            ),
             &[
                 Param::Int(start_us),
                 Param::Int(step_us),

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 
+use crate::anomalies::NOT_BOT;
 use crate::read::{load, Param};
 use crate::rollup::units::{time_of, Dim, QUARTERS_PER_DAY, QUARTER_US};
 use crate::{Store, StoreError};
@@ -84,10 +85,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
         let column = dimension.column();
-        // bots: AND session_id IN (SELECT id FROM sessions WHERE NOT bot)
         let sql = format!(
             "SELECT {column} AS item FROM events \
-             WHERE {} AND occurred_at >= ? AND occurred_at < ? \
+             WHERE {} AND occurred_at >= ? AND occurred_at < ? AND {NOT_BOT} \
              GROUP BY {column} ORDER BY COUNT(*) DESC, item LIMIT ?",
             dimension.events_filter()
         );
@@ -123,10 +123,10 @@ impl Store {
         let end_us = start_us.saturating_add(step_us.saturating_mul(len));
         let column = dimension.column();
         let marks = vec!["?"; items.len()].join(", ");
-        // bots: AND session_id IN (SELECT id FROM sessions WHERE NOT bot)
         let sql = format!(
             "SELECT {column} AS item, (occurred_at - ?) / ? AS i, COUNT(*) AS n FROM events \
              WHERE {} AND occurred_at >= ? AND occurred_at < ? AND {column} IN ({marks}) \
+             AND {NOT_BOT} \
              GROUP BY 1, 2",
             dimension.events_filter()
         );

@@ -14,6 +14,7 @@ beacon_store::store_suite!(
     item_views_are_counted_per_interval_for_the_items_asked,
     item_views_per_quarter_and_the_busiest_items_come_from_the_rollups,
     the_detector_state_is_recorded_in_place,
+    a_kept_bots_page_views_are_not_counted,
 );
 
 fn t(h: u32, m: u32) -> DateTime<Utc> {
@@ -189,4 +190,46 @@ fn the_detector_state_is_recorded_in_place(store: &Store) {
     store.set_detector_state("detector", &ready).unwrap();
     assert_eq!(store.detector_state("detector").unwrap(), Some(ready));
     assert_eq!(store.detector_state("other").unwrap(), None);
+}
+
+fn a_kept_bots_page_views_are_not_counted(store: &Store) {
+    store_views(store, VIEWS);
+    let bot = std::sync::Arc::new(beacon_model::VisitorProfile {
+        bot: true,
+        ..beacon_model::VisitorProfile::default()
+    });
+    let crawler = beacon_store::testing::parse_events(
+        &format!(
+            r#"{{"batch":[{{"type":"visit","sessionId":"crawler","url":"https://site/a","referrer":"https://news/","timestamp":"{0}"}},{{"type":"visit","sessionId":"crawler","url":"https://site/d","timestamp":"{0}"}}]}}"#,
+            t(10, 1).to_rfc3339()
+        ),
+        t(12, 0),
+        None,
+    )
+    .into_iter()
+    .map(|e| e.with_profile(std::sync::Arc::clone(&bot)))
+    .collect::<Vec<_>>();
+    store.insert_batch(&crawler).unwrap();
+    let site = store
+        .page_views_per_interval(t(10, 0), StdDuration::from_secs(300), 1)
+        .unwrap();
+    assert_eq!(
+        site,
+        vec![5],
+        "the five minutes' people only, not the crawler's two"
+    );
+    let pages = store
+        .busiest_items(ViewDimension::Pages, t(10, 0), t(10, 10), 10)
+        .unwrap();
+    assert!(!pages.contains(&"https://site/d".to_owned()), "{pages:?}");
+    let counts = store
+        .item_views_per_interval(
+            ViewDimension::Pages,
+            &strings(&["https://site/a"]),
+            t(10, 0),
+            StdDuration::from_secs(300),
+            1,
+        )
+        .unwrap();
+    assert_eq!(counts[0].counts, vec![2]);
 }
