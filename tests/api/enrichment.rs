@@ -22,6 +22,7 @@ on_both_backends!(
     kept_bots_are_stored_flagged,
     one_person_in_two_tabs_has_one_visitor_id,
     the_rate_limit_applies_to_each_client_behind_a_proxy,
+    hostile_user_agents_and_forwarding_headers_never_cost_an_event,
 );
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
@@ -471,4 +472,65 @@ fn a_bad_geoip_file_or_proxy_list_stops_the_server_at_start_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("not-a-network"), "{stderr}");
+}
+
+/// User agents that are huge, binary or crafted against regex engines, and
+/// forwarding headers full of garbage, hundreds of hops, zones and
+/// brackets: every event is answered and stored (bots kept, so that
+/// each one can be found), and the server keeps answering.
+async fn hostile_user_agents_and_forwarding_headers_never_cost_an_event(db: &TestDatabase) {
+    let dir = tempfile::tempdir().unwrap();
+    let geoip = write_city_db(dir.path());
+    let app = spawn_app_with(db, |c| {
+        c.trusted_proxies = "127.0.0.1, ::1".parse().unwrap();
+        c.geoip_db = Some(geoip);
+        c.keep_bots = true;
+    });
+    let hops = (0..500)
+        .map(|i| format!("198.51.100.{}", i % 250))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let user_agents = [
+        String::new(),
+        "Mozilla/5.0 ".repeat(900),
+        "\u{0}\u{1}\u{ff}\u{d7ff} binary".to_owned(),
+        format!("{}!", "a".repeat(5000)),
+        format!("Mozilla/5.0 ({}", "(".repeat(3000)),
+        "Mozilla/5.0 (compatible; MSIE 9.0; Windows NT 6.1; Trident/5.0)".repeat(100),
+    ];
+    let forwarded: [(&str, &str); 9] = [
+        ("X-Forwarded-For", "garbage, , ,,, not-an-ip"),
+        ("X-Forwarded-For", hops.as_str()),
+        ("X-Forwarded-For", "fe80::1%eth0, [2001:db8:1::5]:443"),
+        ("X-Forwarded-For", "[2001:db8:1::5"),
+        (
+            "Forwarded",
+            "for=\"[2001:db8:1::6]\";proto=https;by=_hidden, for=unknown",
+        ),
+        ("Forwarded", "for=;for=;;;===,proto"),
+        ("X-Real-IP", "999.999.999.999"),
+        ("CF-IPCountry", "Z9"),
+        ("X-Forwarded-Proto", "gopher"),
+    ];
+    let mut sent = Vec::new();
+    for (i, user_agent) in user_agents.iter().enumerate() {
+        let token = format!("ua-{i}");
+        let body = json!({"type": "visit", "sessionId": token, "url": "https://site.example/",
+                          "userAgent": user_agent});
+        let response = post(&app, body.to_string(), &[]).await;
+        assert_eq!(response.status(), 200, "user agent {i}");
+        sent.push(token);
+    }
+    for (i, (name, value)) in forwarded.iter().enumerate() {
+        let token = format!("fwd-{i}");
+        let response = post(&app, visit(&token, FIREFOX), &[(name, value)]).await;
+        assert_eq!(response.status(), 200, "{name}: {value}");
+        sent.push(token);
+    }
+    for token in &sent {
+        assert!(session(&app, token).await.is_some(), "{token} is stored");
+    }
+    let up = app.get("/up").await;
+    assert_eq!(up.status(), 200, "still answering");
+    app.stop().await;
 }
