@@ -6,9 +6,11 @@
 
 mod abuse;
 mod anomalies;
+mod anomaly_series;
 mod auth;
 mod auth_cookie;
 mod cli;
+mod enrichment;
 mod faults;
 mod helpers;
 mod history;

@@ -33,6 +33,16 @@ fn start_binary(db: &TestDatabase) -> Server {
 
 /// Starts the real binary on a free port, logging at `log` into `stderr`.
 pub(crate) fn start_binary_logging(db: &TestDatabase, log: &str, stderr: Stdio) -> Server {
+    start_binary_with(db, log, stderr, &[])
+}
+
+/// [`start_binary_logging`] with more flags.
+pub(crate) fn start_binary_with(
+    db: &TestDatabase,
+    log: &str,
+    stderr: Stdio,
+    flags: &[&str],
+) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -40,6 +50,7 @@ pub(crate) fn start_binary_logging(db: &TestDatabase, log: &str, stderr: Stdio) 
         .port();
     let child = Command::new(env!("CARGO_BIN_EXE_beacon"))
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .args(flags)
         .env("DATABASE_URL", &db.raw_url)
         .env("RUST_LOG", log)
         .stdout(Stdio::null())

@@ -35,9 +35,6 @@ const EXTRA_NAMES: &[(&str, &str)] = &[
     ("Swaziland", "SZ"),
     ("Burma", "MM"),
     ("Hong Kong SAR", "HK"),
-    ("Bolivia", "BO"),
-    ("Venezuela", "VE"),
-    ("Tanzania", "TZ"),
     ("St Kitts and Nevis", "KN"),
     ("St Lucia", "LC"),
     ("St Vincent and Grenadines", "VC"),
@@ -63,12 +60,12 @@ impl CountryCode {
     /// The code if `code` is two ASCII letters (either case) naming a
     /// country of the table; names and placeholders (`XX`, `T1`) give `None`.
     pub fn parse(code: &str) -> Option<Self> {
-        let bytes = code.as_bytes();
-        if bytes.len() != 2 || !bytes.iter().all(u8::is_ascii_alphabetic) {
+        let &[a, b] = code.as_bytes() else {
             return None;
-        }
-        let candidate = CountryCode([bytes[0].to_ascii_uppercase(), bytes[1].to_ascii_uppercase()]);
-        table().codes.contains_key(&candidate).then_some(candidate)
+        };
+        code_in([a.to_ascii_uppercase(), b.to_ascii_uppercase()], |c| {
+            table().codes.contains_key(c)
+        })
     }
 
     /// The country's English name, e.g. `"Germany"`, `"United States of
@@ -106,7 +103,14 @@ pub fn country_code(name_or_code: &str) -> Option<CountryCode> {
     if let Some(code) = CountryCode::parse(trimmed) {
         return Some(code);
     }
-    table().by_name.get(&normalize(trimmed)).copied().flatten()
+    let by_name = &table().by_name;
+    match by_name.get(&normalize(trimmed)) {
+        Some(known) => *known,
+        None => by_name
+            .get(&normalize(&fold_accents(trimmed)))
+            .copied()
+            .flatten(),
+    }
 }
 
 /// Every name the matching of [`country_code`] knows, with its code: the
@@ -168,11 +172,7 @@ fn build_table(json: &'static str) -> Result<Table, String> {
     let mut codes = HashMap::new();
     let mut written: Vec<(&'static str, CountryCode)> = Vec::new();
     for (code, names) in file.countries {
-        let bytes = code.as_bytes();
-        if bytes.len() != 2 || !bytes.iter().all(u8::is_ascii_uppercase) {
-            return Err(format!("bad code {code:?}"));
-        }
-        let code = CountryCode([bytes[0], bytes[1]]);
+        let code = code_in_str(code, |_| true).ok_or_else(|| format!("bad code {code:?}"))?;
         let names = match names {
             OneOrMany::One(name) => vec![name],
             OneOrMany::Many(names) => names,
@@ -182,7 +182,8 @@ fn build_table(json: &'static str) -> Result<Table, String> {
         written.extend(names.into_iter().map(|name| (name, code)));
     }
     for &(name, code) in EXTRA_NAMES {
-        let code = CountryCode::from_table(&codes, code)
+        let known = |c: &CountryCode| codes.contains_key(c);
+        let code = code_in_str(code, known)
             .ok_or_else(|| format!("extra name {name}: unknown code {code}"))?;
         written.push((name, code));
     }
@@ -212,12 +213,17 @@ fn build_table(json: &'static str) -> Result<Table, String> {
     })
 }
 
-impl CountryCode {
-    fn from_table(codes: &HashMap<CountryCode, &'static str>, code: &str) -> Option<Self> {
-        let b = code.as_bytes();
-        let code = CountryCode([*b.first()?, *b.get(1)?]);
-        (b.len() == 2 && codes.contains_key(&code)).then_some(code)
-    }
+/// The code of two upper-case letters if `known` says it is a country.
+fn code_in([a, b]: [u8; 2], known: impl Fn(&CountryCode) -> bool) -> Option<CountryCode> {
+    let code = CountryCode([a, b]);
+    (a.is_ascii_uppercase() && b.is_ascii_uppercase() && known(&code)).then_some(code)
+}
+
+fn code_in_str(code: &str, known: impl Fn(&CountryCode) -> bool) -> Option<CountryCode> {
+    let &[a, b] = code.as_bytes() else {
+        return None;
+    };
+    code_in([a, b], known)
 }
 
 /// Lower case, white space collapsed to one space, typographic apostrophe
@@ -268,6 +274,8 @@ fn fold_accents(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

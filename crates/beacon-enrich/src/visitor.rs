@@ -81,6 +81,8 @@ pub fn visitor_id(salt: &Salt, site_host: &str, ip: IpAddr, user_agent: &str) ->
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn salt(b: u8) -> Salt {

@@ -240,6 +240,8 @@ fn escape_dash_after_class_escape(pattern: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

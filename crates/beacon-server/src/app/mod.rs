@@ -4,6 +4,7 @@
 mod http;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::web;
@@ -53,6 +54,9 @@ pub enum StartError {
     Enrich(#[from] beacon_enrich::EnrichError),
 }
 
+/// How long a stopping server waits for queued alerts to be sent.
+const ALERT_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
 /// A built, bound, not yet running application.
 pub struct Application {
     port: u16,
@@ -62,6 +66,8 @@ pub struct Application {
     roller: Roller,
     anomalies: AnomalyWorker,
     retention: Option<RetentionWorker>,
+    /// The alert webhook's sender, finished after the anomaly worker.
+    alerter: Option<Alerter>,
     /// The async tasks, stopped last, in this order.
     tasks: Vec<Task>,
     store: Store,
@@ -148,7 +154,7 @@ impl Application {
             config.anomaly_interval,
             Arc::clone(&live),
             Arc::clone(&clock),
-            alerter,
+            alerter.as_ref().map(Alerter::sender),
         )?;
         let retention = match config.retention {
             Some(keep) => Some(RetentionWorker::start(
@@ -164,6 +170,7 @@ impl Application {
             config.trusted_proxies.clone(),
             config.geoip_db.as_deref(),
             config.keep_bots,
+            config.no_enrichment,
             Arc::clone(&salts),
         )?);
         let mut tasks = vec![broadcaster];
@@ -200,6 +207,7 @@ impl Application {
             roller,
             anomalies,
             retention,
+            alerter,
             tasks,
             store,
             live,
@@ -227,7 +235,9 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (or [`Application::handle`]`.stop`),
     /// then stops in order: stop accepting and finish in-flight requests,
     /// commit everything queued and stop the writers, then the rollup
-    /// worker, then the async tasks (broadcaster, rate limiter cleaner).
+    /// worker, the anomaly worker and the alerts it queued (at most
+    /// [`ALERT_SHUTDOWN_WAIT`]), then the async tasks (broadcaster, rate
+    /// limiter cleaner).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = self.handle();
         let Self {
@@ -237,6 +247,7 @@ impl Application {
             roller,
             anomalies,
             retention,
+            alerter,
             tasks,
             ..
         } = self;
@@ -261,6 +272,11 @@ impl Application {
             // After the writers: their last commits are rolled up too.
             roller.stop();
             anomalies.stop();
+            // After the worker, the last to queue alerts: what it queued
+            // is sent, within a bound.
+            if let Some(alerter) = alerter {
+                alerter.finish(ALERT_SHUTDOWN_WAIT);
+            }
         })
         .await
         .is_err()

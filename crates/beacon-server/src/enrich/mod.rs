@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use actix_web::HttpRequest;
 use beacon_enrich::{
@@ -27,6 +27,19 @@ pub use salts::{day_of, start as start_salts, Salts};
 /// Distinct user agents whose verdicts are kept.
 pub const USER_AGENT_CACHE: usize = 10_000;
 
+/// The process's parser: its patterns take about a second to compile, so
+/// every application of the process (tests start many) shares one.
+fn user_agents() -> Result<Arc<UserAgents>, beacon_enrich::EnrichError> {
+    static AGENTS: Mutex<Option<Arc<UserAgents>>> = Mutex::new(None);
+    let mut agents = AGENTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(agents) = &*agents {
+        return Ok(Arc::clone(agents));
+    }
+    let built = Arc::new(UserAgents::new(USER_AGENT_CACHE)?);
+    *agents = Some(Arc::clone(&built));
+    Ok(built)
+}
+
 /// What a request's events became.
 pub struct Enriched {
     /// The events to store, each with its profile.
@@ -38,9 +51,11 @@ pub struct Enriched {
 /// The enrichment of the ingest path, built once at start and shared.
 pub struct Enrichment {
     trusted: TrustedProxies,
-    agents: UserAgents,
+    agents: Arc<UserAgents>,
     geo: Option<GeoIp>,
     keep_bots: bool,
+    /// `--no-enrichment`: events are stored as they come.
+    off: bool,
     salts: Arc<Salts>,
     counters: Counters,
 }
@@ -62,14 +77,16 @@ impl Enrichment {
         trusted: TrustedProxies,
         geoip: Option<&std::path::Path>,
         keep_bots: bool,
+        off: bool,
         salts: Arc<Salts>,
     ) -> Result<Self, beacon_enrich::EnrichError> {
         let geo = geoip.map(GeoIp::open).transpose()?;
         Ok(Self {
             trusted,
-            agents: UserAgents::new(USER_AGENT_CACHE)?,
+            agents: user_agents()?,
             geo,
             keep_bots,
+            off,
             salts,
             counters: Counters::default(),
         })
@@ -140,7 +157,15 @@ impl Enrichment {
         events: Vec<NewEvent>,
         now: DateTime<Utc>,
     ) -> Enriched {
-        let cdn = if client.via_proxy {
+        if self.off {
+            return Enriched { events, bots: 0 };
+        }
+        // A CDN's header is believed from a trusted peer only (that is
+        // the CDN, or the proxy behind it), whatever else it forwarded.
+        let peer_trusted = req
+            .peer_addr()
+            .is_some_and(|peer| self.trusted.contains(peer.ip()));
+        let cdn = if peer_trusted {
             let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
             cdn_country(
                 header("cf-ipcountry"),

@@ -4,6 +4,7 @@
 //! behind an [`ArcSwap`]: a lookup loads the current reader without a lock,
 //! and a reload swaps in a new one while lookups on the old one finish.
 
+use std::collections::HashSet;
 use std::fs::{File, Metadata};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -11,10 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use maxminddb::{Mmap, Reader};
-use serde::Deserialize;
+use maxminddb::{Mmap, Reader, WithinOptions};
 
-use crate::{country_code, CountryCode, EnrichError};
+use crate::{CountryCode, EnrichError};
+
+mod record;
+
+use record::Record;
 
 /// Where an address is, as far as the GeoIP file knows.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -78,10 +82,10 @@ impl Stamp {
 }
 
 impl GeoIp {
-    /// Opens, maps and verifies the file. A missing, unreadable, truncated
-    /// or corrupt file is an error that names it. Verifying reads the whole
-    /// file once (a City database takes a moment): open and reload off the
-    /// request path.
+    /// Opens and maps the file, and checks it by reading every record once.
+    /// A missing, unreadable, truncated or corrupt file is an error that
+    /// names it. The check reads the whole file (a City database takes a
+    /// moment): open and reload off the request path.
     pub fn open(path: &Path) -> Result<Self, EnrichError> {
         let loaded = load(path)?;
         Ok(Self {
@@ -176,8 +180,35 @@ fn load(path: &Path) -> Result<Loaded, EnrichError> {
     let stamp = Stamp::of(&file.metadata().map_err(io)?);
     let map = map_file(&file).map_err(io)?;
     let reader = Reader::from_source(map).map_err(invalid)?;
-    reader.verify().map_err(invalid)?;
+    check_records(&reader).map_err(invalid)?;
     Ok(Loaded { reader, stamp })
+}
+
+/// Walks the whole search tree and decodes every distinct record as
+/// [`GeoIp::lookup`] will, so that a corrupt file is refused at open (or
+/// kept out at reload) instead of failing lookups one by one.
+///
+/// Not `Reader::verify`: that also insists on metadata Beacon does not
+/// need (a non-empty description map), which some country-only files may
+/// lack. A cycle in a corrupt tree is caught as `verify` catches it: a
+/// tree of N nodes has fewer than 3N networks.
+fn check_records(reader: &Reader<Mmap>) -> Result<(), maxminddb::MaxMindDbError> {
+    let limit = (reader.metadata().node_count as usize)
+        .saturating_mul(3)
+        .saturating_add(16);
+    let mut seen = HashSet::new();
+    for (walked, network) in reader.networks(WithinOptions::default())?.enumerate() {
+        if walked > limit {
+            return Err(maxminddb::MaxMindDbError::invalid_database(
+                "the search tree has more networks than nodes allow (a cycle?)",
+            ));
+        }
+        let network = network?;
+        if network.offset().is_some_and(|offset| seen.insert(offset)) {
+            network.decode::<Record<'_>>()?;
+        }
+    }
+    Ok(())
 }
 
 /// Maps the file read-only.
@@ -196,100 +227,4 @@ fn load(path: &Path) -> Result<Loaded, EnrichError> {
 )]
 fn map_file(file: &File) -> std::io::Result<Mmap> {
     unsafe { Mmap::map(file) }
-}
-
-/// The fields Beacon reads, from any of the layouts (others are skipped).
-#[derive(Deserialize)]
-struct Record<'a> {
-    #[serde(borrow, default)]
-    country: Option<CountryField<'a>>,
-    #[serde(borrow, default)]
-    country_code: Option<&'a str>,
-    #[serde(borrow, default)]
-    subdivisions: Option<Vec<Named<'a>>>,
-    #[serde(borrow, default)]
-    city: Option<CityField<'a>>,
-    #[serde(borrow, default)]
-    region: Option<&'a str>,
-    #[serde(borrow, default)]
-    state1: Option<&'a str>,
-}
-
-/// `country`: a GeoIP2 map (`{"iso_code": "DE", "names": …}`) or, in flat
-/// layouts, a code or name.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum CountryField<'a> {
-    Map {
-        #[serde(borrow, default)]
-        iso_code: Option<&'a str>,
-    },
-    Text(&'a str),
-}
-
-/// `city`: a GeoIP2 map with `names`, or a name.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum CityField<'a> {
-    Map(#[serde(borrow)] Named<'a>),
-    Text(&'a str),
-}
-
-#[derive(Deserialize)]
-struct Named<'a> {
-    #[serde(borrow, default)]
-    names: Option<Names<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Names<'a> {
-    #[serde(borrow, default)]
-    en: Option<&'a str>,
-}
-
-impl Named<'_> {
-    fn english(&self) -> Option<&str> {
-        self.names.as_ref()?.en
-    }
-}
-
-impl Record<'_> {
-    fn location(&self) -> Location {
-        let country = match &self.country {
-            Some(CountryField::Map { iso_code }) => iso_code.and_then(CountryCode::parse),
-            _ => None,
-        }
-        .or_else(|| self.country_code.and_then(CountryCode::parse))
-        .or_else(|| match &self.country {
-            Some(CountryField::Text(text)) => country_code(text),
-            _ => None,
-        });
-        let region = self
-            .subdivisions
-            .as_ref()
-            .and_then(|s| s.first())
-            .and_then(Named::english)
-            .or(self.region)
-            .or(self.state1);
-        let city = match &self.city {
-            Some(CityField::Map(named)) => named.english(),
-            Some(CityField::Text(text)) => Some(*text),
-            None => None,
-        };
-        Location {
-            country,
-            region: text(region),
-            city: text(city),
-        }
-    }
-}
-
-/// A non-empty name, trimmed, at most 200 bytes (the file is data from
-/// outside; nothing stored should be unbounded).
-fn text(name: Option<&str>) -> Option<String> {
-    let name = name?.trim();
-    if name.is_empty() || name.len() > 200 {
-        return None;
-    }
-    Some(name.to_owned())
 }
