@@ -11,8 +11,9 @@
 # seconds without a prune ("baseline"), then starts `beacon prune --before
 # <five days ago>` and runs the load generator in windows of DURATION
 # seconds until the prune has finished ("prune N", each window with the
-# last progress line the prune logged). ROUNDS (default 2) repeats it all
-# on a new backlog. Prints one line per window in bench/quick.sh's format,
+# last progress line the prune logged), then one more window without it
+# ("after": with baseline, it brackets the prune against a machine whose
+# load drifts). ROUNDS (default 2) repeats it all on a new backlog. Prints one line per window in bench/quick.sh's format,
 # then what the prune printed.
 #
 # Environment as bench/quick.sh: BEACON, LOADGEN, BENCH_PG, DURATION (12),
@@ -49,10 +50,17 @@ cleanup() {
 trap cleanup EXIT
 
 ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-pg_ticks() {
-    local total=0 pid
-    for pid in $(pgrep -x postgres || true); do total=$((total + $(ticks "$pid"))); done
-    echo "$total"
+# CPU ticks of every PostgreSQL process, one "pid ticks" line each; the
+# difference of two counts only processes alive at the end (a backend that
+# exits in between, like the prune's, takes its ticks with it).
+pg_snapshot() {
+    local pid
+    for pid in $(pgrep -x postgres || true); do echo "$pid $(ticks "$pid")"; done
+}
+pg_since() {
+    awk 'NR == FNR { start[$1] = $2; next }
+         { d = $2 - (($1 in start) ? start[$1] : 0); if (d > 0) total += d }
+         END { print total + 0 }' <(echo "$1") <(pg_snapshot)
 }
 
 psql "$BENCH_PG/postgres" -qAtc "CREATE DATABASE \"$DB\"" >/dev/null
@@ -67,17 +75,17 @@ done
 
 # One closed-loop window; prints a line like bench/quick.sh's.
 window() {
-    local name=$1 cpu0 pg0 cpu1 pg1 out
+    local name=$1 cpu0 pg0 cpu1 pg out
     cpu0=$(ticks "$SERVER")
-    pg0=$(pg_ticks)
+    pg0=$(pg_snapshot)
     # shellcheck disable=SC2086
     out=$("$LOADGEN" --url "http://127.0.0.1:$PORT/track" --connections "$CONNECTIONS" \
         --duration "$DURATION" --run-id "p$$-$name" ${LOADGEN_FLAGS:-})
     cpu1=$(ticks "$SERVER")
-    pg1=$(pg_ticks)
+    pg=$(pg_since "$pg0")
     field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$out"; }
     awk -v n="$name" -v e="$(field events_acked)" -v eps="$(field events_per_s)" \
-        -v p99="$(field p99_ms)" -v max="$(field max_ms)" -v c=$((cpu1 - cpu0)) -v p=$((pg1 - pg0)) \
+        -v p99="$(field p99_ms)" -v max="$(field max_ms)" -v c=$((cpu1 - cpu0)) -v p="$pg" \
         -v err=$(($(field req_4xx) + $(field req_5xx) + $(field req_err))) -v hz="$(getconf CLK_TCK)" 'BEGIN {
         printf "%-12s %8.0f events/s  p99 %6.2f ms  max %7.1f ms  server %5.1f us/event  postgres %5.1f us/event  failed requests %d",
             n, eps, p99, max, e ? 1e6 * c / hz / e : 0, e ? 1e6 * p / hz / e : 0, err }'
@@ -112,5 +120,6 @@ SQL
     done
     wait "$PRUNE" || { cat "$PRUNE_LOG" >&2; exit 1; }
     PRUNE=
+    echo "$(window after)"
     grep -v 'pruning before' "$PRUNE_LOG" || true
 done

@@ -227,6 +227,11 @@ fn pruning_deletes_only_old_events_already_rolled_up_and_the_sessions_they_leave
     insert(store, &late);
     let before = all_events(store);
     let cut = cutoff_time().timestamp_micros();
+    let ids: Vec<(String, i64)> = (0..30)
+        .map(|s| format!("s{s}"))
+        .chain(["slong".to_owned()])
+        .filter_map(|t| Some((t.clone(), store.session(&t).unwrap()?.id)))
+        .collect();
 
     let pruned = store.prune(cutoff(), now()).unwrap();
 
@@ -265,6 +270,19 @@ fn pruning_deletes_only_old_events_already_rolled_up_and_the_sessions_they_leave
     }
     assert_eq!(pruned.sessions as usize, gone);
     assert!(gone > 5, "about half the sessions were old");
+    // The per-session rollup rows of the deleted sessions go with them
+    // (each is its own visitor key); the others' stay.
+    let lines = store.rollup_fingerprint().unwrap();
+    for (token, id) in &ids {
+        let rows = lines
+            .iter()
+            .filter(|l| {
+                l.starts_with(&format!("session {id} ")) || l.starts_with(&format!("seen {id} "))
+            })
+            .count();
+        let kept = store.session(token).unwrap().is_some();
+        assert_eq!(rows > 0, kept, "rollup rows of {token}");
+    }
     assert_eq!(store.pruned_before().unwrap(), Some(cutoff_time()));
 
     // The late event is pruned once it is rolled up.

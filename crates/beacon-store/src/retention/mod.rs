@@ -19,10 +19,12 @@
 //!   inserts (PostgreSQL: the ingest lock in exclusive mode, taken at a
 //!   moment no insert holds it where it can, see [`exclude_inserts`];
 //!   SQLite: the write lock), checks them again there, and logs them (see
-//!   `log.rs`). Their `rollup_session` rows go with them, and so do their
-//!   `rollup_seen` rows where the session is its own visitor key (see
-//!   below). No rollup pass reads those rows: a pass reads the sessions of
-//!   the events it folds, and these have none.
+//!   `log.rs`); on PostgreSQL that commit does not wait for the disk, so
+//!   inserts wait only for the delete itself. Then their `rollup_session`
+//!   rows go, and their `rollup_seen` rows where the session is its own
+//!   visitor key (see below): on PostgreSQL in a transaction of their own
+//!   that inserts do not wait for. No rollup pass reads those rows: a pass
+//!   reads the sessions of the events it folds, and these have none.
 //!
 //! Before its first delete a run raises `rollup_watermark.pruned_before` to
 //! its day: events before it may be gone, and the rollups of earlier days
@@ -168,6 +170,10 @@ struct Candidate {
     id: i64,
     #[diesel(sql_type = BigInt)]
     first_seen: i64,
+    /// Its visitor key: set when the session starts, only ever filled in
+    /// by an upsert, which comes with events (so not for a dead session).
+    #[diesel(sql_type = BigInt)]
+    visitor: i64,
     #[diesel(sql_type = BigInt)]
     dead: i64,
 }
@@ -181,6 +187,12 @@ struct Target {
 }
 
 #[derive(QueryableByName)]
+struct Deleted {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+#[derive(QueryableByName)]
 struct Day {
     #[diesel(sql_type = BigInt)]
     pruned_before: i64,
@@ -190,6 +202,18 @@ struct Day {
 /// older than the cutoff (the one parameter). `s` is the session row.
 const DEAD: &str =
     "s.last_seen < ? AND NOT EXISTS (SELECT 1 FROM events e WHERE e.session_id = s.id)";
+
+/// The targets whose id is among `deleted`.
+fn gone(targets: &[Target], deleted: &[i64]) -> Vec<Target> {
+    targets
+        .iter()
+        .filter(|t| deleted.contains(&t.id))
+        .map(|t| Target {
+            id: t.id,
+            visitor: t.visitor,
+        })
+        .collect()
+}
 
 /// Integers as a SQL list (ids read from the database: no text from
 /// outside).
@@ -257,24 +281,44 @@ fn exclude_writers(conn: &mut Conn<'_>) -> Result<(), StoreError> {
     exclude_inserts(conn)
 }
 
-/// Deletes sessions `ids` (inside a transaction that excluded writers),
-/// with their rollup rows that no longer serve, and logs them.
-fn delete_sessions(
+/// Deletes the sessions of `ids` that are still dead (no event, last seen
+/// before the cutoff `before_us`; checked again inside a transaction that
+/// excluded inserts), logs them, and returns the ids deleted.
+fn delete_dead(
     conn: &mut Conn<'_>,
-    targets: &[Target],
+    ids: &[i64],
+    before_us: i64,
     now: DateTime<Utc>,
-) -> Result<u64, StoreError> {
+) -> Result<Vec<i64>, StoreError> {
+    let deleted: Vec<Deleted> = conn.load(
+        &format!(
+            "DELETE FROM sessions WHERE id IN ({}) AND last_seen < ? \
+             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.session_id = sessions.id) \
+             RETURNING id",
+            int_list(ids)
+        ),
+        &[Param::Int(before_us)],
+    )?;
+    let ids: Vec<i64> = deleted.into_iter().map(|t| t.id).collect();
+    log::log_deleted(conn, &ids, now)?;
+    Ok(ids)
+}
+
+/// Deletes the rollup rows of deleted sessions that no longer serve: their
+/// `rollup_session` rows, and the `rollup_seen` rows of the keys that were
+/// their own (no event can reach those now).
+fn drop_rollup_rows(conn: &mut Conn<'_>, targets: &[Target]) -> Result<(), StoreError> {
     if targets.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     let ids: Vec<i64> = targets.iter().map(|t| t.id).collect();
-    let list = int_list(&ids);
-    let deleted = conn.execute(&format!("DELETE FROM sessions WHERE id IN ({list})"), &[])?;
     conn.execute(
-        &format!("DELETE FROM rollup_session WHERE session_id IN ({list})"),
+        &format!(
+            "DELETE FROM rollup_session WHERE session_id IN ({})",
+            int_list(&ids)
+        ),
         &[],
     )?;
-    // The keys that were these sessions' own: no event can reach them now.
     let own: Vec<i64> = targets
         .iter()
         .filter(|t| t.visitor == t.id)
@@ -289,8 +333,7 @@ fn delete_sessions(
             &[],
         )?;
     }
-    log::log_deleted(conn, &ids, now)?;
-    Ok(deleted as u64)
+    Ok(())
 }
 
 impl Store {
@@ -370,8 +413,8 @@ impl Store {
         let candidates: Vec<Candidate> = crate::read::load(
             self,
             &format!(
-                "SELECT s.id, s.first_seen, CAST(CASE WHEN {DEAD} THEN 1 ELSE 0 END AS BIGINT) AS dead \
-                 FROM sessions s WHERE s.first_seen < ? AND (s.first_seen, s.id) > (?, ?) \
+                "SELECT s.id, s.first_seen, {VISITOR_KEY} AS visitor, \
+                 CAST(CASE WHEN {DEAD} THEN 1 ELSE 0 END AS BIGINT) AS dead FROM sessions s WHERE s.first_seen < ? AND (s.first_seen, s.id) > (?, ?) \
                  ORDER BY s.first_seen, s.id LIMIT ?"
             ),
             &[
@@ -388,28 +431,42 @@ impl Store {
         if candidates.len() < run.sessions_per_step {
             run.phase = Phase::Log;
         }
-        let dead: Vec<i64> = candidates
-            .iter()
+        let dead: Vec<Target> = candidates
+            .into_iter()
             .filter(|c| c.dead == 1)
-            .map(|c| c.id)
+            .map(|c| Target {
+                id: c.id,
+                visitor: c.visitor,
+            })
             .collect();
         if dead.is_empty() {
             return Ok(());
         }
+        let ids: Vec<i64> = dead.iter().map(|t| t.id).collect();
+        let sqlite = self.backend() == Backend::Sqlite;
         let deleted = self.write_transaction(|conn| {
             exclude_inserts(conn)?;
-            // Again under the locks: an event may have arrived since.
-            let targets: Vec<Target> = conn.load(
-                &format!(
-                    "SELECT s.id, {VISITOR_KEY} AS visitor FROM sessions s \
-                     WHERE s.id IN ({}) AND {DEAD}",
-                    int_list(&dead)
-                ),
-                &[Param::Int(run.before_us)],
-            )?;
-            delete_sessions(conn, &targets, now)
+            if let Conn::Pg(c) = conn {
+                // Inserts wait for this commit: it does not wait for the
+                // disk. A deletion lost in a crash is done again by the
+                // next run; a commit that saw it flushes it too.
+                c.batch_execute("SET LOCAL synchronous_commit = off")?;
+            }
+            let deleted = delete_dead(conn, &ids, run.before_us, now)?;
+            if sqlite {
+                // One write lock: a reused session id (SQLite) never
+                // meets a leftover row.
+                drop_rollup_rows(conn, &gone(&dead, &deleted))?;
+            }
+            Ok(deleted)
         })?;
-        run.deleted.sessions += deleted;
+        if !sqlite && !deleted.is_empty() {
+            // After the commit: inserts do not wait for these (ids are
+            // never reused on PostgreSQL; a crash in between leaves rows
+            // no pass reads).
+            self.write_transaction(|conn| drop_rollup_rows(conn, &gone(&dead, &deleted)))?;
+        }
+        run.deleted.sessions += deleted.len() as u64;
         Ok(())
     }
 
@@ -441,7 +498,12 @@ impl Store {
                 "DELETE FROM events WHERE session_id = ?",
                 &[Param::Int(target.id)],
             )?;
-            delete_sessions(conn, &[target], now)?;
+            conn.execute(
+                "DELETE FROM sessions WHERE id = ?",
+                &[Param::Int(target.id)],
+            )?;
+            log::log_deleted(conn, &[target.id], now)?;
+            drop_rollup_rows(conn, &[target])?;
             log::trim(conn, now)?;
             Ok(Some(Forgotten {
                 events: events as u64,
