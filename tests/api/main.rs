@@ -19,3 +19,4 @@ mod shutdown;
 mod stream;
 mod track;
 mod up;
+mod visitors;
