@@ -143,7 +143,8 @@ impl Cut {
 /// What one [`Store::roll_up`] pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RollupProgress {
-    /// Events added to the rollups by this pass.
+    /// Events folded in by this pass: the watermark moved past them (bots'
+    /// events, which no rollup counts, included).
     pub applied: usize,
     /// True when no committed event was left out of the rollups when the
     /// pass began (false: the pass stopped at its size limit; run another).
