@@ -22,9 +22,9 @@ DELETE FROM rollup_counts WHERE (grain = 0 AND unit >= :cut) OR (grain = 1 AND u
 DELETE FROM rollup_visitors WHERE (grain = 0 AND unit >= :cut) OR (grain = 1 AND unit >= :first_day);
 DELETE FROM rollup_session WHERE quarter >= :cut;
 DELETE FROM rollup_stats WHERE quarter >= :cut;
-DROP TABLE IF EXISTS rebuild_sq;
-DROP TABLE IF EXISTS rebuild_facts;
-DROP TABLE IF EXISTS rebuild_items;
+
+-- Three temporary tables, dropped at the end (a failed rebuild rolls
+-- back their creation with the rest).
 
 -- Per session and quarter: its events, page views and clicks.
 CREATE TEMP TABLE rebuild_sq AS
