@@ -21,3 +21,4 @@ mod shutdown;
 mod stream;
 mod track;
 mod up;
+mod visitors;
