@@ -1,9 +1,11 @@
 //! GET /stream: the dashboard's contract, and many clients at once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_store::testing::TestDatabase;
-use serde_json::Value;
+use beacon_model::VisitorProfile;
+use beacon_store::testing::{parse_events, TestDatabase};
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::on_both_backends;
@@ -12,6 +14,7 @@ on_both_backends!(
     stream_opens_with_contract_headers_and_frames_then_reflects_posted_events,
     many_open_streams_all_receive_ticks_and_are_released_on_disconnect,
     live_figures_survive_a_restart,
+    stream_counts_visitors_countries_and_devices_and_never_a_kept_bot,
 );
 
 async fn open_stream(app: &TestApp) -> reqwest::Response {
@@ -84,6 +87,10 @@ async fn stream_opens_with_contract_headers_and_frames_then_reflects_posted_even
         "events_last_min",
         "top_pages",
         "top_referrers",
+        "top_countries",
+        "top_devices",
+        "bots_last_min",
+        "dropped_last_min",
         "stale",
     ] {
         assert!(snapshot.get(field).is_some(), "{field} in {snapshot}");
@@ -222,5 +229,81 @@ async fn live_figures_survive_a_restart(db: &TestDatabase) {
     assert_eq!(first["events_last_min"], 4);
     assert_eq!(first["recent_events"].as_array().unwrap().len(), 4);
     assert_eq!(first["top_clicks"].as_array().unwrap().len(), 2);
+    app.stop().await;
+}
+
+/// Sessions stored with their profiles (as enrichment gives them) before
+/// the server starts: one visitor in two tabs, one on a phone, one stored
+/// before visitor ids existed, and a crawler kept with `--keep-bots`. The
+/// server's warm-up reads them back; every figure counts people only.
+async fn stream_counts_visitors_countries_and_devices_and_never_a_kept_bot(db: &TestDatabase) {
+    let now: chrono::DateTime<chrono::Utc> = "2026-11-30T10:00:10Z".parse().unwrap();
+    let profile = |visitor: Option<i64>, country: &str, device: &str, bot: bool| {
+        Some(Arc::new(VisitorProfile {
+            visitor_id: visitor,
+            country: Some(country.to_owned()),
+            device: Some(device.to_owned()),
+            bot,
+            ..VisitorProfile::default()
+        }))
+    };
+    let tabs = profile(Some(-11), "FR", "desktop", false);
+    let mut events = Vec::new();
+    for (session, profile) in [
+        ("tab-1", tabs.clone()),
+        ("tab-2", tabs),
+        ("phone", profile(Some(-22), "DE", "mobile", false)),
+        ("old", None),
+        ("crawler", profile(None, "US", "other", true)),
+    ] {
+        let body = json!({"type": "visit", "sessionId": session,
+                          "url": "https://site.example/", "timestamp": "2026-11-30T10:00:05Z"});
+        for event in parse_events(&body.to_string(), now, Some("Mozilla/5.0")) {
+            events.push(match &profile {
+                Some(p) => event.with_profile(Arc::clone(p)),
+                None => event,
+            });
+        }
+    }
+    let store = db.store();
+    tokio::task::spawn_blocking(move || store.insert_batch(&events).unwrap())
+        .await
+        .unwrap();
+
+    let clock = Arc::new(beacon_server::clock::FixedClock::new(now));
+    let app = spawn_config_with_clock(test_config(db), clock);
+    let mut reader = SseReader::new(open_stream(&app).await);
+    assert_eq!(reader.next_data().await.unwrap()["message"], "stream-open");
+    let tick = reader.next_data().await.unwrap();
+    assert_eq!(tick["active_users"], 4, "sessions of people: {tick}");
+    assert_eq!(tick["events_last_min"], 4);
+    assert_eq!(
+        tick["top_pages"],
+        json!([{"url": "https://site.example/", "visitors": 3}]),
+        "two tabs are one visitor, the old session one of its own"
+    );
+    assert_eq!(
+        tick["top_countries"],
+        json!([{"country": "DE", "visitors": 1}, {"country": "FR", "visitors": 1}])
+    );
+    assert_eq!(
+        tick["top_devices"],
+        json!([{"device": "desktop", "visitors": 1}, {"device": "mobile", "visitors": 1}])
+    );
+    assert!(
+        tick["recent_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["session_token"] != "crawler"),
+        "{tick}"
+    );
+    assert_eq!(tick["bots_last_min"], 0);
+    assert_eq!(tick["dropped_last_min"], json!({}));
+    assert_eq!(
+        app.gauge("beacon_events_dropped_total{reason=\"bot\"}")
+            .await,
+        0.0
+    );
     app.stop().await;
 }

@@ -7,7 +7,7 @@ use beacon_store::Store;
 
 use crate::clock::SharedClock;
 use crate::ingest::Ingestor;
-use crate::live::Live;
+use crate::live::{DropReason, Live};
 use crate::rate_limit::IpRateLimiter;
 
 /// Shared application state.
@@ -34,4 +34,14 @@ pub struct AppState {
     pub rollups: Arc<crate::rollups::RollupStats>,
     /// Whether the database answers, as the last storage call found it.
     pub health: Arc<crate::health::DatabaseHealth>,
+}
+
+impl AppState {
+    /// Counts `n` events of a request dropped before storage for `reason`
+    /// (bots, unless `--keep-bots`), now: `/stream` shows them for a minute
+    /// (`bots_last_min`, `dropped_last_min`) and `/metrics` since start
+    /// (`beacon_events_dropped_total`). The request's answer does not change.
+    pub fn dropped(&self, reason: DropReason, n: usize) {
+        self.live.record_dropped(reason, n, self.clock.now());
+    }
 }

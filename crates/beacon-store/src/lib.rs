@@ -20,7 +20,7 @@ pub use history::{
     TopItem,
 };
 pub use rollup::{RollupProgress, TimeRange};
-pub use rows::{SessionRow, StoredEvent};
+pub use rows::{LiveRow, SessionRow, StoredEvent};
 pub use store::{Backend, PoolOptions, Store};
 pub use url::DatabaseUrl;
 pub use write::{Inserted, INGEST_LOCK};

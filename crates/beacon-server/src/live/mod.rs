@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use beacon_metrics::{LiveConfig, LiveEvent, LiveMetrics, Snapshot};
+use beacon_metrics::{LiveConfig, LiveEvent, LiveMetrics, Snapshot, DROP_BOT};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -47,6 +47,32 @@ struct Tick<'a> {
     anomalies: &'a [crate::anomaly_worker::AnomalyView],
 }
 
+/// Why an event was dropped before storage, as counted on `/stream`
+/// (`dropped_last_min`, `bots_last_min`) and in `/metrics`
+/// (`beacon_events_dropped_total{reason=...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Traffic recognised as a crawler, monitor, previewer, HTTP library or
+    /// headless browser (dropped unless `--keep-bots`).
+    Bot,
+}
+
+impl DropReason {
+    /// Every reason, in the order `/metrics` lists them.
+    pub const ALL: [DropReason; 1] = [DropReason::Bot];
+
+    /// The reason's name on `/stream` and in `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Bot => DROP_BOT,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Live state shared by the writers, the broadcaster and `/stream`.
 pub struct Live {
     metrics: Mutex<LiveMetrics>,
@@ -57,6 +83,8 @@ pub struct Live {
     closed: AtomicBool,
     stale: AtomicBool,
     committed: AtomicU64,
+    /// Events dropped before storage since start, per [`DropReason`].
+    dropped: [AtomicU64; DropReason::ALL.len()],
     retry: Duration,
     anomalies: RwLock<Vec<crate::anomaly_worker::AnomalyView>>,
 }
@@ -79,16 +107,36 @@ impl Live {
             closed: AtomicBool::new(false),
             stale: AtomicBool::new(false),
             committed: AtomicU64::new(0),
+            dropped: Default::default(),
             retry: interval.clamp(Duration::from_secs(1), Duration::from_secs(30)),
             anomalies: RwLock::default(),
         }
     }
 
-    /// Feeds newly committed events (called after each commit).
-    pub fn record(&self, events: &[LiveEvent<'_>]) {
+    /// Counts `committed` newly committed events and feeds `events`, those
+    /// of them that count in the live figures (called after each commit;
+    /// events of bots kept with `--keep-bots` are committed but not fed).
+    pub fn record(&self, committed: usize, events: &[LiveEvent<'_>]) {
         self.committed
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
+            .fetch_add(committed as u64, Ordering::Relaxed);
         self.feed(events);
+    }
+
+    /// Counts `n` events dropped before storage at `now`, for `reason`:
+    /// shown on `/stream` for a minute and in `/metrics` since start.
+    pub fn record_dropped(&self, reason: DropReason, n: usize, now: DateTime<Utc>) {
+        if n == 0 {
+            return;
+        }
+        self.dropped[reason.index()].fetch_add(n as u64, Ordering::Relaxed);
+        if let Ok(mut metrics) = self.metrics.lock() {
+            metrics.record_dropped(reason.as_str(), n as u64, now);
+        }
+    }
+
+    /// Events dropped before storage since start, for `reason`.
+    pub fn dropped_events(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()].load(Ordering::Relaxed)
     }
 
     /// Feeds events to the aggregator without counting them as committed
@@ -225,69 +273,4 @@ impl Drop for StreamGuard {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The id of the last tick in `frame` (an SSE `id:` line).
-    fn last_id(frame: &[u8]) -> Option<u64> {
-        std::str::from_utf8(frame)
-            .ok()?
-            .lines()
-            .filter_map(|l| l.strip_prefix("id: "))
-            .next_back()?
-            .parse()
-            .ok()
-    }
-
-    /// A stream opened while the broadcaster ticks starts from the latest
-    /// frame and then receives only newer ones: never the latest frame a
-    /// second time (which a dashboard would see as a repeated id).
-    #[test]
-    fn a_stream_opened_during_a_tick_never_receives_its_first_frame_twice() {
-        // The time plays no part here: every tick and opening uses one.
-        let now: DateTime<Utc> = "2026-11-30T10:00:00Z".parse().unwrap_or_default();
-        let live = Arc::new(Live::new(
-            LiveConfig::default(),
-            Duration::from_secs(1),
-            now,
-        ));
-        live.tick(now);
-        let ticker = {
-            let live = Arc::clone(&live);
-            std::thread::spawn(move || {
-                for _ in 0..20_000 {
-                    live.tick(now);
-                }
-            })
-        };
-        let (mut opened, mut compared) = (0, 0);
-        while !ticker.is_finished() {
-            let (first, mut receiver) = live.open(now);
-            let Some(start) = last_id(&first) else {
-                panic!("no tick in the opening frame")
-            };
-            opened += 1;
-            // The first frame the stream would send after its opening one.
-            let next = loop {
-                match receiver.try_recv() {
-                    Ok(Frame::Data(frame)) => break Some(frame),
-                    Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-                    _ => break None,
-                }
-            };
-            if let Some(frame) = next {
-                let id = last_id(&frame).unwrap_or_default();
-                assert!(
-                    id > start,
-                    "opened at tick {start}, then received tick {id}"
-                );
-                compared += 1;
-            }
-        }
-        assert!(ticker.join().is_ok());
-        assert!(
-            compared > 100,
-            "too few streams raced the ticks to test anything ({compared} of {opened})"
-        );
-    }
-}
+mod tests;
