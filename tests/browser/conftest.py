@@ -43,15 +43,22 @@ CHROMIUM_ARGS = [
 class Beacon:
     """One `beacon` process on 127.0.0.1 with its own database."""
 
-    def __init__(self, token=None, stream_interval="1s", port=0):
+    def __init__(self, token=None, stream_interval="1s", port=0, prepare=None):
+        """`prepare(path)`, when given, is called with the SQLite database's
+        path after `beacon migrate` and before the server starts."""
         self.token = token
         self.dir = tempfile.TemporaryDirectory(prefix="beacon-browser-")
         self.log_path = Path(self.dir.name) / "beacon.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_") and k != "DATABASE_URL"}
         env["RUST_LOG"] = "info"
+        database = Path(self.dir.name) / "beacon.db"
+        if prepare:
+            subprocess.run([BEACON_BIN, "--database-url", f"sqlite://{database}", "migrate"],
+                           env=env, check=True, capture_output=True)
+            prepare(database)
         args = [
             BEACON_BIN, "--bind", f"127.0.0.1:{port}",
-            "--database-url", f"sqlite://{self.dir.name}/beacon.db",
+            "--database-url", f"sqlite://{database}",
             "--stream-interval", stream_interval,
         ]
         if token:
@@ -195,8 +202,14 @@ class Console:
     def __init__(self):
         self.errors = []
         # Pages other than the dashboard (the test pages, Beacon's JSON
-        # answers after an outbound click) have no icon.
-        self.allowed = [re.compile(r"404 \(Not Found\) @ \{'url': 'http://[^']*/favicon\.ico'")]
+        # answers after an outbound click) have no icon. A Beacon without a
+        # top list the dashboard knows answers 404 for it, once: the
+        # dashboard hides that table (test_dashboard.py checks which case
+        # it is).
+        self.allowed = [
+            re.compile(r"404 \(Not Found\) @ \{'url': 'http://[^']*/favicon\.ico'"),
+            re.compile(r"404 \(Not Found\) @ \{'url': 'http://[^']*/top-(countries|browsers|os|devices)\?"),
+        ]
 
     def allow(self, pattern):
         self.allowed.append(re.compile(pattern))

@@ -5,6 +5,9 @@ works at desktop and phone width."""
 
 import csv
 import io
+import sqlite3
+import time
+import urllib.error
 import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -73,6 +76,18 @@ def sign_in(page, beacon, token=TOKEN):
     page.press("#token", "Enter")  # the keyboard alone signs in
 
 
+# The history's lists by place, browser, system and device, and their item.
+OPTIONAL_TOPS = {"top-countries": "country", "top-browsers": "browser", "top-os": "os", "top-devices": "device"}
+
+
+def rows_of(page, table):
+    """`[item, number, ...]` of a table's rows: the item as the data
+    (`data-item`: a country's code, not its flag and name)."""
+    return page.eval_on_selector_all(
+        f"{table} tbody tr", "rows => rows.filter(r => r.querySelector('td.num')).map(r => "
+        "[r.querySelector('td.item').dataset.item, ...[...r.querySelectorAll('td.num')].map(c => Number(c.dataset.value))])")
+
+
 def history_loaded(page):
     expect(page.locator("#history")).to_have_attribute("aria-busy", "false")
     return page.evaluate("({...document.getElementById('history').dataset})")
@@ -106,6 +121,18 @@ def check_history_against_api(page, beacon):
             f"#{table} tbody tr", "rows => rows.filter(r => r.querySelector('td.num')).map(r => "
             "[r.querySelector('td.item').textContent, ...[...r.querySelectorAll('td.num')].map(c => Number(c.dataset.value))])")
         assert shown_items == [[i[key], i["count"], i["visitors"]] for i in items], table
+
+    # The lists by place, browser, system and device: shown as the API has
+    # them, or, on a Beacon without them (404), not shown at all. Either way
+    # something is checked; which one depends on the server under test.
+    for table, key in OPTIONAL_TOPS.items():
+        try:
+            items = beacon.request(f"/{table}", dict(params, limit=10))["items"]
+        except urllib.error.HTTPError as error:
+            assert error.code == 404, table
+            expect(page.locator(f"#{table}")).to_have_count(0)
+            continue
+        assert rows_of(page, f"#{table}") == [[i[key], i["count"], i["visitors"]] for i in items], table
 
     sessions = beacon.request("/sessions", {"from": shown["from"], "to": shown["to"], "limit": 25})["sessions"]
     assert page.eval_on_selector_all("#sessions tbody tr[data-token]", "rs => rs.map(r => r.dataset.token)") == [
@@ -238,7 +265,8 @@ def test_the_dashboard_fits_desktop_and_phone_widths_in_both_colour_schemes(new_
     assert page.evaluate("document.documentElement.scrollWidth") <= width, "no sideways scrolling"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"dashboard-{width}-{scheme}.png"), full_page=True)
-    # The first screen, as in the README (docs/images/dashboard.png).
+    # The first screen (the README's picture is the one of
+    # test_the_live_panel_shows_countries_devices_and_the_bots_filtered).
     page.screenshot(path=str(SCREENSHOTS / f"dashboard-{width}-{scheme}-first-screen.png"))
 
 
@@ -296,3 +324,70 @@ def test_the_keyboard_alone_reaches_and_opens_a_session(new_page, beacon):
     page.keyboard.press("Enter")
     expect(page.locator("#timeline")).to_be_visible()
     assert page.evaluate("document.activeElement.id") == "timeline-title", "focus moves to the timeline"
+
+
+# Sessions as enrichment stores them: (token, visitor id, country, device,
+# bot, page). tab-1 and tab-2 are one visitor in two tabs; the crawler was
+# kept (as with --keep-bots) and counts in no figure.
+PROFILED = [
+    ("tab-1", -11, "FR", "desktop", False, "/pricing"),
+    ("tab-2", -11, "FR", "desktop", False, "/pricing"),
+    ("phone", -22, "DE", "mobile", False, "/"),
+    ("laptop", -33, "US", "desktop", False, "/"),
+    ("ipad", -44, "GB", "tablet", False, "/blog"),
+    ("commute", -55, "JP", "mobile", False, "/"),
+    ("crawler", None, "US", "other", True, "/"),
+]
+
+
+def store_profiled_sessions(database):
+    """Writes PROFILED into a migrated database, each session with one page
+    view just now (and a click in the first tab): the server's warm-up feeds
+    them to the live figures, which is how they reach /stream without
+    enrichment in the ingest path."""
+    now = int(time.time() * 1_000_000)
+    with sqlite3.connect(database) as db:
+        for i, (token, visitor, country, device, bot, page) in enumerate(PROFILED, 1):
+            url = f"https://site.example{page}"
+            db.execute(
+                "INSERT INTO sessions (id, token, user_agent, entry_url, country, device, visitor_id, bot, "
+                "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (i, token, USER_AGENT, url, country, device, visitor, bot, now, now))
+            db.execute(
+                "INSERT INTO events (public_id, session_id, kind, url, referrer, metadata, occurred_at, received_at) "
+                "VALUES (?, ?, 'visit', ?, 'https://www.google.com/', '{}', ?, ?)",
+                (f"visit-{i}", i, url, now, now))
+        db.execute(
+            "INSERT INTO events (public_id, session_id, kind, url, label, metadata, occurred_at, received_at) "
+            "VALUES ('click-1', 1, 'click', 'https://site.example/pricing', 'Buy', '{\"label\":\"Buy\"}', ?, ?)",
+            (now + 1000, now + 1000))
+
+
+def test_the_live_panel_shows_countries_devices_and_the_bots_filtered(new_page):
+    server = Beacon(token=None, prepare=store_profiled_sessions)
+    try:
+        page = new_page(width=1920, height=1080)
+        page.goto(server.url("/"))
+        expect(page.locator("#live-top_countries tbody td.num")).to_have_count(5)
+        # One visitor per country (two tabs are one visitor), the crawler in none.
+        assert rows_of(page, "#live-top_countries") == [["DE", 1], ["FR", 1], ["GB", 1], ["JP", 1], ["US", 1]]
+        expect(page.locator("#live-top_countries td.item").nth(1)).to_have_text("🇫🇷France (FR)")
+        assert rows_of(page, "#live-top_devices") == [["desktop", 2], ["mobile", 2], ["tablet", 1]]
+        expect(page.locator("#live-top_devices td.item").first).to_have_text("Desktop")
+        assert rows_of(page, "#live-top_pages") == [
+            ["https://site.example/", 3], ["https://site.example/blog", 1], ["https://site.example/pricing", 1],
+        ]
+        expect(page.locator("#live-active")).to_have_attribute("data-value", "6")
+        expect(page.locator("#feed li")).to_have_count(7)
+        assert rows_of(page, "#live-top_clicks") == [["Buy", 1]]
+        # Nothing is dropped without enrichment in the ingest path: the
+        # count says so rather than hiding.
+        expect(page.locator("#live-bots")).to_be_visible()
+        expect(page.locator("#live-bots")).to_have_attribute("data-value", "0")
+        expect(page.locator("#live-bots")).to_have_text("0 bot hits filtered in the last minute")
+        history_loaded(page)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        # The README's picture: cp this file to docs/images/dashboard.png.
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-profiles-1920-light-first-screen.png"))
+    finally:
+        server.stop()
