@@ -250,14 +250,14 @@ impl Sessions {
         let now_active = s.active;
         let visitor = s.visitor();
 
-        if was_active != now_active || old != dims || old_visitor != visitor {
-            let Self {
-                slots,
-                values,
-                visitors,
-                active,
-                ..
-            } = self;
+        let Self {
+            slots,
+            values,
+            visitors,
+            active,
+            ..
+        } = self;
+        if was_active != now_active || old_visitor != visitor {
             if was_active {
                 *active -= 1;
                 visitors.sub(idx, old_visitor, &old, values);
@@ -266,6 +266,11 @@ impl Sessions {
                 *active += 1;
                 visitors.add(idx, visitor, &dims, values, |i| slots[i as usize].dims);
             }
+        } else if now_active && old != dims {
+            // The common change of an active session: a new page.
+            visitors.moved(visitor, &old, &dims, values);
+        }
+        if old != dims {
             for d in 0..DIMS {
                 if old[d] != dims[d] && old[d] != intern::NONE {
                     values[d].release(old[d]);

@@ -182,6 +182,42 @@ impl Visitors {
         }
     }
 
+    /// Moves the active session of `visitor` from the values `old` to
+    /// `new` (same visitor, still active): only the dimensions that changed
+    /// are touched.
+    pub(crate) fn moved(
+        &mut self,
+        visitor: Option<i64>,
+        old: &Dims,
+        new: &Dims,
+        values: &mut Values,
+    ) {
+        let changed = (0..DIMS).filter(|&d| old[d] != new[d]);
+        let paired = visitor.filter(|&v| {
+            self.visitors
+                .find(self.hasher.visitor(v), |e| e.visitor == v)
+                .is_some_and(|e| e.single == PAIRED)
+        });
+        match paired {
+            None => {
+                for d in changed {
+                    sub_count(&mut values[d], old[d]);
+                    add_count(&mut values[d], new[d]);
+                }
+            }
+            Some(v) => {
+                for d in changed {
+                    if pair_sub(&mut self.pairs[d], &self.hasher, v, old[d]) {
+                        sub_count(&mut values[d], old[d]);
+                    }
+                    if pair_add(&mut self.pairs[d], &self.hasher, v, new[d]) {
+                        add_count(&mut values[d], new[d]);
+                    }
+                }
+            }
+        }
+    }
+
     /// Distinct visitor ids with an active session.
     pub(crate) fn len(&self) -> usize {
         self.visitors.len()
