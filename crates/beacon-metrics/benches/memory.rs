@@ -75,8 +75,8 @@ fn main() {
     match std::env::var(CASE).as_deref() {
         // Realistic: 20-byte tokens, 1,000 distinct 40-byte urls, 50 referrers.
         Ok("shared_urls") => measure("shared_urls", n, |i| i % 1_000, |i| i % 50, false),
-        // The same with the server's profiles: a visitor id (one visitor in
-        // five with two sessions), 20 countries, 3 device types.
+        // The same with the server's profiles: visitor ids (one visitor in
+        // four with two sessions), 20 countries, 3 device types.
         Ok("shared_urls_profiled") => {
             measure("shared_urls_profiled", n, |i| i % 1_000, |i| i % 50, true)
         }

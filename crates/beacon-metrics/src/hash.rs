@@ -71,12 +71,4 @@ impl VisitorHasher {
         h.write_i64(visitor);
         h.finish()
     }
-
-    /// Hash of a visitor id with an interned value's id.
-    pub(crate) fn pair(&self, visitor: i64, id: u32) -> u64 {
-        let mut h = self.0.build_hasher();
-        h.write_i64(visitor);
-        h.write_u32(id);
-        h.finish()
-    }
 }

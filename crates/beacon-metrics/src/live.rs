@@ -94,7 +94,8 @@ impl LiveMetrics {
         let future_buckets = ceil_div(future_s * 1000, click_bucket_ms);
         let ring_len = |w: i64, f: i64| usize::try_from(w + f + 2).unwrap_or(usize::MAX);
         let mut config = config;
-        config.max_sessions = config.max_sessions.min(u32::MAX as usize - 2);
+        // Session indices stay below the visitors' paired flag (2^31).
+        config.max_sessions = config.max_sessions.min((1 << 31) - 2);
         config.max_labels = config.max_labels.min(u32::MAX as usize - 2);
         Self {
             minute: SecondRing::new(ring_len(minute_s, future_s)),

@@ -6,11 +6,13 @@
 //! of its own. Most visitors have one active session at a time, so a
 //! visitor is held as one 16-byte entry that points at its session: the
 //! counts of that session's values already include it. Only when a visitor
-//! has a second active session does it switch to *paired* mode, where a
-//! `(value, visitor) -> active sessions` entry per dimension says whether
-//! the visitor is already counted at a value. A paired visitor stays
-//! paired until its last active session leaves, when its pairs are gone
-//! too.
+//! has a second active session does it switch to *paired* mode: it gets a
+//! small list of its own, `(dimension, value) -> its active sessions
+//! there`, which says whether it is already counted at a value. The list
+//! is contiguous and short (a person's tabs share a country and a device,
+//! and sit on a few pages), so counting a paired visitor costs one more
+//! cache line, not one per dimension. A paired visitor stays paired until
+//! its last active session leaves; then its list is emptied for reuse.
 
 use hashbrown::hash_table::{Entry, HashTable};
 
@@ -35,11 +37,13 @@ pub(crate) type Dims = [Id; DIMS];
 /// The values' string tables, one per dimension.
 pub(crate) type Values = [Interner; DIMS];
 
-/// Index of a session slot (as in `sessions.rs`).
+/// Index of a session slot (as in `sessions.rs`); below [`PAIRED`].
 pub(crate) type Idx = u32;
 
-/// `Visitor::single` of a visitor in paired mode.
-const PAIRED: Idx = u32::MAX;
+/// Flag of `Visitor::at` for a visitor in paired mode (the rest is its
+/// group's index). Session indices stay below it: `max_sessions` is capped
+/// under `2^31`.
+pub(crate) const PAIRED: u32 = 1 << 31;
 
 /// A visitor with active sessions (16 bytes).
 #[derive(Debug)]
@@ -47,30 +51,31 @@ struct Visitor {
     visitor: i64,
     /// Its active sessions.
     active: u32,
-    /// Its one active session, or [`PAIRED`].
-    single: Idx,
+    /// Its one active session, or [`PAIRED`] with the index of its group.
+    at: u32,
 }
 
-/// A paired visitor at one value of one dimension (16 bytes).
-#[derive(Debug)]
+/// A paired visitor at one value of one dimension (12 bytes).
+#[derive(Debug, Clone, Copy)]
 struct Pair {
-    visitor: i64,
     id: Id,
-    /// The visitor's active sessions at this value (at least 1).
     sessions: u32,
+    dim: u8,
 }
 
 /// The visitors of the active sessions.
 ///
 /// Invariants (after every call of `Sessions`): `visitors` holds exactly the
 /// visitor ids with an active session, each with their number; one in
-/// single mode points at its one active session; one in paired mode has,
-/// per dimension, a pair for each value at which it has active sessions,
-/// with their number.
+/// single mode points at its one active session; one in paired mode owns a
+/// group that has, for each value at which it has active sessions, one pair
+/// with their number. A group not owned by a visitor is empty and on
+/// `free`.
 #[derive(Debug, Default)]
 pub(crate) struct Visitors {
     visitors: HashTable<Visitor>,
-    pairs: [HashTable<Pair>; DIMS],
+    groups: Vec<Vec<Pair>>,
+    free: Vec<u32>,
     hasher: VisitorHasher,
 }
 
@@ -84,6 +89,44 @@ fn sub_count(values: &mut Interner, id: Id) {
     if id != intern::NONE {
         values.sub_count(id, 1);
     }
+}
+
+/// One more active session of a paired visitor at `id` of `dim`; true when
+/// it is the first.
+fn pair_add(group: &mut Vec<Pair>, dim: usize, id: Id) -> bool {
+    if id == intern::NONE {
+        return false;
+    }
+    let dim = dim as u8;
+    if let Some(p) = group.iter_mut().find(|p| p.id == id && p.dim == dim) {
+        p.sessions += 1;
+        return false;
+    }
+    group.push(Pair {
+        id,
+        sessions: 1,
+        dim,
+    });
+    true
+}
+
+/// One active session of a paired visitor fewer at `id` of `dim`; true when
+/// it was the last.
+fn pair_sub(group: &mut Vec<Pair>, dim: usize, id: Id) -> bool {
+    if id == intern::NONE {
+        return false;
+    }
+    let dim = dim as u8;
+    let Some(at) = group.iter().position(|p| p.id == id && p.dim == dim) else {
+        debug_assert!(false, "a paired visitor's value is not counted");
+        return false;
+    };
+    group[at].sessions -= 1;
+    if group[at].sessions > 0 {
+        return false;
+    }
+    group.swap_remove(at);
+    true
 }
 
 impl Visitors {
@@ -106,7 +149,8 @@ impl Visitors {
         };
         let Self {
             visitors,
-            pairs,
+            groups,
+            free,
             hasher,
         } = self;
         let entry = visitors.entry(
@@ -119,7 +163,7 @@ impl Visitors {
                 vacant.insert(Visitor {
                     visitor: v,
                     active: 1,
-                    single: idx,
+                    at: idx,
                 });
                 for (table, &id) in values.iter_mut().zip(dims) {
                     add_count(table, id);
@@ -129,17 +173,26 @@ impl Visitors {
             Entry::Occupied(o) => o,
         };
         let e = occupied.get_mut();
-        if e.single != PAIRED {
+        if e.at & PAIRED == 0 {
             // The other session is counted already: its pairs say so.
-            let other = dims_of(e.single);
-            e.single = PAIRED;
+            let other = dims_of(e.at);
+            let g = match free.pop() {
+                Some(g) => g,
+                None => {
+                    groups.push(Vec::new());
+                    (groups.len() - 1) as u32
+                }
+            };
+            let group = &mut groups[g as usize];
             for (d, &id) in other.iter().enumerate() {
-                pair_add(&mut pairs[d], hasher, v, id);
+                pair_add(group, d, id);
             }
+            e.at = PAIRED | g;
         }
         e.active += 1;
+        let group = &mut groups[(e.at & !PAIRED) as usize];
         for (d, &id) in dims.iter().enumerate() {
-            if pair_add(&mut pairs[d], hasher, v, id) {
+            if pair_add(group, d, id) {
                 add_count(&mut values[d], id);
             }
         }
@@ -153,32 +206,40 @@ impl Visitors {
             }
             return;
         };
-        let Self {
-            visitors,
-            pairs,
-            hasher,
-        } = self;
-        let Ok(mut found) = visitors.find_entry(hasher.visitor(v), |e| e.visitor == v) else {
+        let Ok(mut found) = self
+            .visitors
+            .find_entry(self.hasher.visitor(v), |e| e.visitor == v)
+        else {
             debug_assert!(false, "an active session's visitor is not counted");
             return;
         };
         let e = found.get_mut();
-        if e.single != PAIRED {
-            debug_assert_eq!(e.single, idx, "a single visitor's session");
+        if e.at & PAIRED == 0 {
+            debug_assert_eq!(e.at, idx, "a single visitor's session");
             found.remove();
             for (table, &id) in values.iter_mut().zip(dims) {
                 sub_count(table, id);
             }
             return;
         }
+        let g = e.at & !PAIRED;
         e.active -= 1;
-        if e.active == 0 {
+        let last = e.active == 0;
+        if last {
             found.remove();
         }
+        let group = &mut self.groups[g as usize];
         for (d, &id) in dims.iter().enumerate() {
-            if pair_sub(&mut pairs[d], hasher, v, id) {
+            if pair_sub(group, d, id) {
                 sub_count(&mut values[d], id);
             }
+        }
+        if last {
+            debug_assert!(group.is_empty(), "a gone visitor's pairs");
+            if group.capacity() > 16 {
+                *group = Vec::new();
+            }
+            self.free.push(g);
         }
     }
 
@@ -193,24 +254,26 @@ impl Visitors {
         values: &mut Values,
     ) {
         let changed = (0..DIMS).filter(|&d| old[d] != new[d]);
-        let paired = visitor.filter(|&v| {
+        let group = visitor.and_then(|v| {
             self.visitors
                 .find(self.hasher.visitor(v), |e| e.visitor == v)
-                .is_some_and(|e| e.single == PAIRED)
+                .filter(|e| e.at & PAIRED != 0)
+                .map(|e| (e.at & !PAIRED) as usize)
         });
-        match paired {
+        match group {
             None => {
                 for d in changed {
                     sub_count(&mut values[d], old[d]);
                     add_count(&mut values[d], new[d]);
                 }
             }
-            Some(v) => {
+            Some(g) => {
+                let group = &mut self.groups[g];
                 for d in changed {
-                    if pair_sub(&mut self.pairs[d], &self.hasher, v, old[d]) {
+                    if pair_sub(group, d, old[d]) {
                         sub_count(&mut values[d], old[d]);
                     }
-                    if pair_add(&mut self.pairs[d], &self.hasher, v, new[d]) {
+                    if pair_add(group, d, new[d]) {
                         add_count(&mut values[d], new[d]);
                     }
                 }
@@ -225,80 +288,30 @@ impl Visitors {
 
     /// Gives memory back after a spike.
     pub(crate) fn shrink(&mut self) {
-        let hasher = &self.hasher;
         if self.visitors.is_empty() {
-            if self.visitors.capacity() > 0 {
-                self.visitors = HashTable::new();
+            if self.visitors.capacity() > 0 || !self.groups.is_empty() {
+                let hasher = std::mem::take(&mut self.hasher);
+                *self = Self {
+                    hasher,
+                    ..Self::default()
+                };
             }
         } else if self.visitors.capacity() > 4 * self.visitors.len() + 64 {
-            let len = self.visitors.len();
+            let (len, hasher) = (self.visitors.len(), &self.hasher);
             self.visitors
                 .shrink_to(2 * len, |e| hasher.visitor(e.visitor));
         }
-        for table in &mut self.pairs {
-            if table.is_empty() {
-                if table.capacity() > 0 {
-                    *table = HashTable::new();
-                }
-            } else if table.capacity() > 4 * table.len() + 64 {
-                let len = table.len();
-                table.shrink_to(2 * len, |p| hasher.pair(p.visitor, p.id));
-            }
-        }
     }
 
-    /// Heap bytes of the tables.
+    /// Heap bytes of the table and the groups.
     pub(crate) fn memory_bytes(&self) -> usize {
         mem::hash_table::<Visitor>(self.visitors.capacity())
+            + mem::vec::<Vec<Pair>>(self.groups.capacity())
             + self
-                .pairs
+                .groups
                 .iter()
-                .map(|t| mem::hash_table::<Pair>(t.capacity()))
+                .map(|g| mem::vec::<Pair>(g.capacity()))
                 .sum::<usize>()
-    }
-}
-
-/// One more active session of `v` at `id`; true when it is the first.
-fn pair_add(table: &mut HashTable<Pair>, hasher: &VisitorHasher, v: i64, id: Id) -> bool {
-    if id == intern::NONE {
-        return false;
-    }
-    match table.entry(
-        hasher.pair(v, id),
-        |p| p.visitor == v && p.id == id,
-        |p| hasher.pair(p.visitor, p.id),
-    ) {
-        Entry::Occupied(mut o) => {
-            o.get_mut().sessions += 1;
-            false
-        }
-        Entry::Vacant(vacant) => {
-            vacant.insert(Pair {
-                visitor: v,
-                id,
-                sessions: 1,
-            });
-            true
-        }
-    }
-}
-
-/// One active session of `v` fewer at `id`; true when it was the last.
-fn pair_sub(table: &mut HashTable<Pair>, hasher: &VisitorHasher, v: i64, id: Id) -> bool {
-    if id == intern::NONE {
-        return false;
-    }
-    let Ok(mut found) = table.find_entry(hasher.pair(v, id), |p| p.visitor == v && p.id == id)
-    else {
-        debug_assert!(false, "a paired visitor's value is not counted");
-        return false;
-    };
-    let p = found.get_mut();
-    p.sessions -= 1;
-    if p.sessions == 0 {
-        found.remove();
-        true
-    } else {
-        false
+            + mem::vec::<u32>(self.free.capacity())
     }
 }

@@ -81,18 +81,20 @@ const COUNTRIES: [&str; 20] = [
     "CH", "BE", "AT", "PT",
 ];
 
-/// The profile the server would give session `i`: one visitor in five has
-/// two sessions (two tabs), 20 countries, mostly desktop and mobile.
+/// The profile the server would give session `i`: one visitor in four has
+/// two sessions (two tabs), 20 countries, mostly desktop and mobile. A
+/// visitor id is a hash of the address and the user agent, so a visitor's
+/// sessions share their country and device.
 pub fn profile(i: u64) -> (i64, String, String) {
-    let visitor = -((i * 4 / 5) as i64) - 1;
-    let device = match i % 10 {
+    let visitor = i * 4 / 5;
+    let device = match visitor % 10 {
         0..5 => "desktop",
         5..9 => "mobile",
         _ => "tablet",
     };
     (
-        visitor,
-        COUNTRIES[(i % 20) as usize].to_owned(),
+        -(visitor as i64) - 1,
+        COUNTRIES[(visitor % 20) as usize].to_owned(),
         device.to_owned(),
     )
 }
