@@ -260,7 +260,7 @@ struct Load {
 }
 
 fn start_load(address: &str) -> Load {
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(CLIENT_TIMEOUT)
         .build()
         .unwrap();
@@ -401,7 +401,7 @@ async fn postgres_stopped_under_load_gets_503s_then_recovers_with_exactly_the_ac
         None => return,
     };
     let app = spawn(&cluster.url());
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(CLIENT_TIMEOUT)
         .build()
         .unwrap();
@@ -651,7 +651,7 @@ async fn with_the_database_down_no_endpoint_tells_a_client_how_the_inside_looks(
         return;
     };
     let app = spawn(&cluster.url());
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(CLIENT_TIMEOUT)
         .build()
         .unwrap();

@@ -17,6 +17,17 @@ pub const SESSION_END: &str = include_str!("../fixtures/beacon-session-end.txt")
 pub const SINGLE: &str = include_str!("../fixtures/single-event.json");
 pub const SNAKE: &str = include_str!("../fixtures/snake-case.json");
 
+/// A desktop Chrome's user agent. Every test client sends it: HTTP
+/// libraries' own user agents are bots, which Beacon answers but does not
+/// store (tests of bots set theirs explicitly).
+pub const BROWSER_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 \
+     (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// A client builder that sends [`BROWSER_UA`].
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().user_agent(BROWSER_UA)
+}
+
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug)]
 pub enum Db {
@@ -105,7 +116,7 @@ pub fn spawn_config_with_clock(
     let (port, handle) = rx.recv().expect("application started");
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
+        client: client_builder().build().unwrap(),
         store,
         handle: Some(handle),
         thread: Some(thread),

@@ -29,7 +29,7 @@ async fn the_log_never_carries_what_a_client_sent() {
     let log = std::fs::File::create(&log_path).unwrap();
     let mut server = start_binary_logging(&db, "debug", Stdio::from(log));
     wait_until_up(&server).await;
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

@@ -9,6 +9,7 @@ mod anomalies;
 mod auth;
 mod auth_cookie;
 mod cli;
+mod enrichment;
 mod faults;
 mod helpers;
 mod history;

@@ -33,6 +33,16 @@ fn start_binary(db: &TestDatabase) -> Server {
 
 /// Starts the real binary on a free port, logging at `log` into `stderr`.
 pub(crate) fn start_binary_logging(db: &TestDatabase, log: &str, stderr: Stdio) -> Server {
+    start_binary_with(db, log, stderr, &[])
+}
+
+/// [`start_binary_logging`] with more flags.
+pub(crate) fn start_binary_with(
+    db: &TestDatabase,
+    log: &str,
+    stderr: Stdio,
+    flags: &[&str],
+) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -40,6 +50,7 @@ pub(crate) fn start_binary_logging(db: &TestDatabase, log: &str, stderr: Stdio) 
         .port();
     let child = Command::new(env!("CARGO_BIN_EXE_beacon"))
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .args(flags)
         .env("DATABASE_URL", &db.raw_url)
         .env("RUST_LOG", log)
         .stdout(Stdio::null())
@@ -53,7 +64,7 @@ pub(crate) fn start_binary_logging(db: &TestDatabase, log: &str, stderr: Stdio) 
 }
 
 pub(crate) async fn wait_until_up(server: &Server) {
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client_builder().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if let Ok(r) = client.get(format!("{}/up", server.address)).send().await {
@@ -77,7 +88,7 @@ pub(crate) fn signal(server: &Server, name: &str) {
 /// Sends the burst, signals the server once a third of it is acknowledged,
 /// and returns the session tokens whose request got a 200.
 async fn burst_and_signal(server: &Server, signal_name: &'static str) -> Vec<String> {
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();

@@ -165,7 +165,7 @@ async fn many_open_streams_all_receive_ticks_and_are_released_on_disconnect(db: 
     let mut readers = Vec::new();
     for _ in 0..CLIENTS {
         // One connection per stream, as browsers do.
-        let client = reqwest::Client::builder()
+        let client = crate::helpers::client_builder()
             .pool_max_idle_per_host(0)
             .build()
             .unwrap();

@@ -112,7 +112,9 @@ fn redate(fixture: &str) -> String {
 }
 
 async fn every_contract_fixture_comes_back_from_the_database_intact(db: &TestDatabase) {
-    let app = spawn_app(db);
+    // The snake-case fixture is an API client's (`curl/8.5.0`): a bot,
+    // stored only with --keep-bots, flagged.
+    let app = spawn_app_with(db, |c| c.keep_bots = true);
     for (name, fixture, token) in FIXTURES {
         let body = redate(fixture);
         let response = app.post_track(body.clone()).await;
@@ -141,6 +143,37 @@ async fn every_contract_fixture_comes_back_from_the_database_intact(db: &TestDat
         None,
     );
     assert_matches_fixture(&app.stored("api-client-7").await, &redate(SNAKE), None);
+    let session = |token: &'static str| {
+        let store = app.store.clone();
+        async move {
+            tokio::task::spawn_blocking(move || store.session(token).unwrap().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let pixel = session("1764496800000-k3j9x2").await;
+    assert_eq!(
+        (
+            pixel.browser.as_deref(),
+            pixel.os.as_deref(),
+            pixel.device.as_deref()
+        ),
+        (Some("Chrome"), Some("Mac OS X"), Some("desktop")),
+        "the pixel's user agent, parsed"
+    );
+    assert_eq!(
+        pixel.country.as_deref(),
+        Some("DE"),
+        "the pixel's \"Germany\" as a code"
+    );
+    assert!(!pixel.bot);
+    assert!(
+        pixel.visitor_id.is_some_and(|id| id < 0),
+        "{:?}",
+        pixel.visitor_id
+    );
+    let snake = session("api-client-7").await;
+    assert!(snake.bot, "curl is a bot, kept and flagged");
     app.stop().await;
 }
 

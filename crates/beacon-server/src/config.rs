@@ -219,6 +219,36 @@ pub struct Config {
     /// Do not apply pending migrations at start (run `beacon migrate`).
     #[arg(long, env = "BEACON_NO_MIGRATE", global = true)]
     pub no_migrate: bool,
+
+    /// Proxies whose forwarding headers are believed, as comma-separated
+    /// addresses or CIDRs (e.g. `10.0.0.0/8,::1`). A request from one of them
+    /// has the client address of `Forwarded` / `X-Forwarded-For` (the
+    /// rightmost hop that is not itself trusted), its HTTPS from
+    /// `X-Forwarded-Proto`, and its country from a CDN header. Unset: none;
+    /// every client is its socket's peer and forwarding headers are ignored.
+    #[arg(
+        long,
+        env = "BEACON_TRUSTED_PROXIES",
+        default_value = "",
+        hide_default_value = true,
+        global = true
+    )]
+    pub trusted_proxies: beacon_enrich::TrustedProxies,
+
+    /// An offline MaxMind DB file (`.mmdb`: GeoLite2 / GeoIP2 Country or
+    /// City, DB-IP lite, ...) for visitors' country, region and city; read
+    /// memory-mapped and reloaded when the file is replaced. No file ships
+    /// with Beacon (docs/operations.md says where to get one). Unset: the
+    /// country comes from a trusted CDN header or the pixel's guess.
+    #[arg(long, env = "BEACON_GEOIP_DB", global = true)]
+    pub geoip_db: Option<std::path::PathBuf>,
+
+    /// Store traffic from bots (crawlers, monitors, previewers, HTTP
+    /// libraries, headless browsers), flagged; every figure still excludes
+    /// it. Unset: bots are answered as usual but not stored, and counted in
+    /// /metrics and on /stream.
+    #[arg(long, env = "BEACON_KEEP_BOTS", global = true)]
+    pub keep_bots: bool,
 }
 
 impl Config {

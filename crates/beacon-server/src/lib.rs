@@ -8,6 +8,7 @@ pub mod assets;
 pub mod auth;
 pub mod clock;
 pub mod config;
+mod enrich;
 mod error;
 pub mod health;
 pub mod ingest;

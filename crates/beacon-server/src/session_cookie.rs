@@ -68,12 +68,12 @@ pub fn verify(token: &str, value: &str, now: DateTime<Utc>) -> bool {
 }
 
 /// Whether the request reached Beacon over HTTPS, so the cookie can be
-/// marked `Secure`. Only a TLS connection to Beacon itself counts today:
-/// `X-Forwarded-Proto` and `Forwarded` are ignored because any client can
-/// send them. When trusted proxies become configurable, this is the place
-/// to believe their `X-Forwarded-Proto`.
-pub fn over_https(req: &HttpRequest) -> bool {
-    req.app_config().secure()
+/// marked `Secure`: a TLS connection to Beacon itself, or, through a proxy
+/// listed in `--trusted-proxies`, its `X-Forwarded-Proto` / `Forwarded:
+/// proto=` (from anyone else, those headers are ignored: any client can
+/// send them).
+pub fn over_https(req: &HttpRequest, enrichment: &crate::enrich::Enrichment) -> bool {
+    enrichment.client(req).https
 }
 
 /// The `Set-Cookie` for a sign-in.

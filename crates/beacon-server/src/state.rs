@@ -34,6 +34,8 @@ pub struct AppState {
     pub rollups: Arc<crate::rollups::RollupStats>,
     /// Whether the database answers, as the last storage call found it.
     pub health: Arc<crate::health::DatabaseHealth>,
+    /// Client addresses, user agents, places and visitor ids.
+    pub enrichment: Arc<crate::enrich::Enrichment>,
 }
 
 impl AppState {

@@ -22,6 +22,10 @@ pub enum StoreError {
     /// session.
     #[error("no session id for an event of the batch")]
     MissingSession,
+    /// The salt of a day could not be stored or read back (never expected:
+    /// the insert either stored it or found one).
+    #[error("no visitor salt for day {0}")]
+    MissingSalt(i64),
     /// Stats bucket bounds that the rollups cannot answer exactly: each
     /// must start a quarter hour and be later than the one before.
     #[error("bucket bounds must be increasing quarter hours")]

@@ -7,6 +7,7 @@ mod known;
 mod read;
 mod rollup;
 mod rows;
+mod salts;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -21,6 +22,7 @@ pub use history::{
 };
 pub use rollup::{RollupProgress, TimeRange};
 pub use rows::{LiveRow, SessionRow, StoredEvent};
+pub use salts::SALT_BYTES;
 pub use store::{Backend, PoolOptions, Store};
 pub use url::DatabaseUrl;
 pub use write::{Inserted, INGEST_LOCK};

@@ -6,7 +6,7 @@ use diesel::pg::Pg;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::serialize::ToSql;
 use diesel::sql_types::HasSqlType;
-use diesel::sql_types::{BigInt, Double, Nullable, Text};
+use diesel::sql_types::{BigInt, Binary, Double, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::{sql_query, QueryableByName, RunQueryDsl};
 
@@ -38,6 +38,7 @@ pub(crate) enum Param {
     Text(String),
     Float(f64),
     NullableInt(Option<i64>),
+    Bytes(Vec<u8>),
 }
 
 /// Rewrites `?` placeholders to PostgreSQL's `$1, $2, …`. The queries of
@@ -63,8 +64,9 @@ fn bind<'a, DB>(
     params: &'a [Param],
 ) -> BoxedSqlQuery<'a, DB, SqlQuery>
 where
-    DB: Backend + HasSqlType<BigInt> + HasSqlType<Text> + HasSqlType<Double>,
+    DB: Backend + HasSqlType<BigInt> + HasSqlType<Text> + HasSqlType<Double> + HasSqlType<Binary>,
     i64: ToSql<BigInt, DB>,
+    [u8]: ToSql<Binary, DB>,
     str: ToSql<Text, DB>,
     f64: ToSql<Double, DB>,
     Option<i64>: ToSql<Nullable<BigInt>, DB>,
@@ -75,6 +77,7 @@ where
             Param::Text(s) => q.bind::<Text, _>(s.as_str()),
             Param::Float(v) => q.bind::<Double, _>(*v),
             Param::NullableInt(v) => q.bind::<Nullable<BigInt>, _>(*v),
+            Param::Bytes(v) => q.bind::<Binary, _>(v.as_slice()),
         };
     }
     q

@@ -105,6 +105,17 @@ impl crate::Store {
     pub fn forget_known_sessions(&self) {
         self.known.clear();
     }
+
+    /// Runs `sql` (any statements, no results) on this store's database:
+    /// for tests that put rows in states the write path never makes, or
+    /// run a migration's text again.
+    pub fn execute_script(&self, sql: &str) -> Result<(), crate::StoreError> {
+        match &*self.pools {
+            crate::store::Pools::Pg(pool) => pool.get()?.batch_execute(sql)?,
+            crate::store::Pools::Sqlite(pool) => pool.get()?.batch_execute(sql)?,
+        }
+        Ok(())
+    }
 }
 
 impl TestDatabase {

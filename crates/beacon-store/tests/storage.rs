@@ -33,6 +33,8 @@ beacon_store::store_suite!(
     live_reads_carry_the_sessions_profile_and_leave_bots_out,
     migrations_are_idempotent,
     a_sessions_profile_is_set_by_its_first_event_and_never_changed,
+    every_instance_gets_the_salt_the_first_one_stored,
+    the_country_migration_agrees_with_the_enricher,
 );
 
 fn pixel_batch_round_trips_field_by_field(store: &Store) {
@@ -523,4 +525,71 @@ fn a_sessions_profile_is_set_by_its_first_event_and_never_changed(store: &Store)
         bot: session.bot,
     };
     assert_eq!(stored, first, "the profile of the session's first batch");
+}
+
+fn every_instance_gets_the_salt_the_first_one_stored(store: &Store) {
+    let day = 20_429;
+    let first = store.visitor_salt(day, [1; 32]).unwrap();
+    assert_eq!(first, [1; 32]);
+    assert_eq!(
+        store.visitor_salt(day, [2; 32]).unwrap(),
+        [1; 32],
+        "a later offer loses"
+    );
+    assert_eq!(
+        store.visitor_salt(day + 1, [3; 32]).unwrap(),
+        [3; 32],
+        "days are apart"
+    );
+    assert_eq!(store.delete_salts_before(day + 1).unwrap(), 1);
+    assert_eq!(
+        store.visitor_salt(day, [4; 32]).unwrap(),
+        [4; 32],
+        "a deleted day starts over"
+    );
+}
+
+fn the_country_migration_agrees_with_the_enricher(store: &Store) {
+    let script = match store.backend() {
+        beacon_store::Backend::Postgres => {
+            include_str!("../../../migrations/postgres/2026-12-07-000003_country_codes/up.sql")
+        }
+        beacon_store::Backend::Sqlite => {
+            include_str!("../../../migrations/sqlite/2026-12-07-000003_country_codes/up.sql")
+        }
+    };
+    // Every name the enricher maps, the migration maps the same way.
+    for (name, code) in beacon_enrich::country_names() {
+        let row = format!(
+            "('{}', '{}')",
+            name.to_lowercase().replace('\'', "''"),
+            code.as_str()
+        );
+        assert!(
+            script.contains(&row),
+            "{name} -> {} missing: {row}",
+            code.as_str()
+        );
+    }
+    // Names as the seed pixel stored them, a code in lower case, and what
+    // does not map.
+    let stored = [
+        ("s-germany", "Germany", "DE"),
+        ("s-us", "United States", "US"),
+        ("s-lower", "fr", "FR"),
+        ("s-unknown", "Unknown", "Unknown"),
+        ("s-narnia", "Narnia", "Narnia"),
+    ];
+    let mut insert = String::new();
+    for (token, country, _) in stored {
+        insert.push_str(&format!(
+            "INSERT INTO sessions (token, country, first_seen, last_seen) VALUES ('{token}', '{country}', 0, 0);"
+        ));
+    }
+    store.execute_script(&insert).unwrap();
+    store.execute_script(script).unwrap();
+    for (token, before, after) in stored {
+        let session = store.session(token).unwrap().unwrap();
+        assert_eq!(session.country.as_deref(), Some(after), "{before}");
+    }
 }

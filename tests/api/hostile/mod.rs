@@ -45,10 +45,12 @@ pub async fn every_case_is_answered_and_only_the_valid_events_are_stored(
     db: &TestDatabase,
     cases: Vec<Case>,
 ) {
-    let app = spawn_app(db);
+    // Hostile requests come without a browser's user agent; kept (flagged
+    // as bots), so that what reaches the database can be checked.
+    let app = spawn_app_with(db, |c| c.keep_bots = true);
     // Every request is bounded: a case that hangs fails instead of
     // blocking the suite.
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(EXCHANGE_LIMIT)
         .build()
         .unwrap();

@@ -14,6 +14,7 @@ use crate::alerts::Alerter;
 use crate::anomaly_worker::AnomalyWorker;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::enrich::{self, Enrichment};
 use crate::health::DatabaseHealth;
 use crate::ingest::{self, IngestOptions, Ingestor, Writers};
 use crate::live::{self, Live};
@@ -46,6 +47,9 @@ pub enum StartError {
     /// A blocking start-up task failed to run.
     #[error("start-up task failed: {0}")]
     Task(String),
+    /// The user-agent patterns or the GeoIP database could not be loaded.
+    #[error("{0}")]
+    Enrich(#[from] beacon_enrich::EnrichError),
 }
 
 /// A built, bound, not yet running application.
@@ -143,7 +147,18 @@ impl Application {
             Arc::clone(&clock),
             alerter,
         )?;
+        let salts = Arc::new(enrich::Salts::default());
+        let enrichment = Arc::new(Enrichment::new(
+            config.trusted_proxies.clone(),
+            config.geoip_db.as_deref(),
+            config.keep_bots,
+            Arc::clone(&salts),
+        )?);
         let mut tasks = vec![broadcaster];
+        tasks.push(enrich::start_salts(salts, store.clone(), Arc::clone(&clock)).await?);
+        if enrichment.geoip().is_some() {
+            tasks.push(enrich::watch_geoip(Arc::clone(&enrichment)));
+        }
         let rate_limiter = config.rate_limit.map(|rate| {
             let (limiter, cleaner) = crate::rate_limit::start(rate);
             tasks.push(cleaner);
@@ -161,6 +176,7 @@ impl Application {
             request_timeout: config.request_timeout,
             rollups,
             health,
+            enrichment,
         };
         let server = http::serve(listener, state, &config)?;
         log_started(&config, port, &store);

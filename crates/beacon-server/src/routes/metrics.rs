@@ -2,11 +2,10 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::live::{DropReason, Live};
 use crate::state::AppState;
 
-/// Open streams, queued events, committed and dropped events, transactions,
-/// active sessions, the rollup worker's progress and the open anomalies.
+/// Open streams, queued events, committed events and transactions, active
+/// sessions, the rollup worker's progress and the open anomalies.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let live = &state.live;
     let open = live.open_anomalies();
@@ -57,25 +56,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         open_of("drop"),
         open_of("dark"),
     );
-    body.push_str(&dropped(live));
+    state.enrichment.write_metrics(&mut body);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body)
-}
-
-/// `beacon_events_dropped_total`, one line per reason (zero included, so a
-/// dashboard's query finds the series before the first drop).
-fn dropped(live: &Live) -> String {
-    let mut out = String::from(
-        "# HELP beacon_events_dropped_total Events dropped before storage since start, by reason (bot: crawlers, monitors, HTTP libraries, headless browsers; the client's answer is unchanged).\n\
-         # TYPE beacon_events_dropped_total counter\n",
-    );
-    for reason in DropReason::ALL {
-        out.push_str(&format!(
-            "beacon_events_dropped_total{{reason=\"{}\"}} {}\n",
-            reason.as_str(),
-            live.dropped_events(reason)
-        ));
-    }
-    out
 }

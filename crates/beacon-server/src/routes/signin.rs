@@ -40,7 +40,7 @@ pub async fn signin(
     Ok(HttpResponse::Ok()
         .cookie(session_cookie::signed_in(
             value,
-            session_cookie::over_https(&req),
+            session_cookie::over_https(&req, &state.enrichment),
         ))
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(json!({"ok": true, "token_required": true})))

@@ -27,7 +27,8 @@ pub async fn track(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let declared = declared_length(&req);
-    if let Some(refusal) = refusal_before_reading(&req, &state, declared) {
+    let client = state.enrichment.client(&req);
+    if let Some(refusal) = refusal_before_reading(&req, &state, client.ip, declared) {
         // The body is never parsed, but a declared one that arrives promptly
         // is read to its end and thrown away, so the client keeps its
         // connection (see `discard`).
@@ -51,8 +52,14 @@ pub async fn track(
         user_agent,
     };
     let parsed = parse_track_body(&body, &ctx, &state.limits)?;
+    // Bots are answered as people are: nothing to learn for an evader.
     let accepted = parsed.events.len();
-    state.ingestor.submit(parsed.events).await?;
+    let enriched = state
+        .enrichment
+        .enrich(&client, &req, parsed.events, received_at);
+    if !enriched.events.is_empty() {
+        state.ingestor.submit(enriched.events).await?;
+    }
     Ok(HttpResponse::Ok().json(Accepted {
         ok: true,
         accepted,
@@ -73,6 +80,7 @@ fn declared_length(req: &HttpRequest) -> Option<u64> {
 fn refusal_before_reading(
     req: &HttpRequest,
     state: &AppState,
+    client: std::net::IpAddr,
     declared: Option<u64>,
 ) -> Option<ApiError> {
     if let Some(encoding) = req.headers().get(header::CONTENT_ENCODING) {
@@ -83,8 +91,8 @@ fn refusal_before_reading(
             ));
         }
     }
-    if let (Some(limiter), Some(peer)) = (&state.rate_limiter, req.peer_addr()) {
-        if let Err(not_until) = limiter.check_key(&peer.ip()) {
+    if let Some(limiter) = &state.rate_limiter {
+        if let Err(not_until) = limiter.check_key(&client) {
             use governor::clock::Clock;
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             let retry_after = u32::try_from(wait.as_secs()).unwrap_or(u32::MAX).max(1);
