@@ -15,6 +15,8 @@ on_both_backends!(
     many_open_streams_all_receive_ticks_and_are_released_on_disconnect,
     live_figures_survive_a_restart,
     stream_counts_visitors_countries_and_devices_and_never_a_kept_bot,
+    tracked_people_show_by_visitor_country_and_device_and_dropped_bots_by_number,
+    bots_kept_with_keep_bots_count_in_no_live_figure,
 );
 
 async fn open_stream(app: &TestApp) -> reqwest::Response {
@@ -304,6 +306,105 @@ async fn stream_counts_visitors_countries_and_devices_and_never_a_kept_bot(db: &
         app.gauge("beacon_events_dropped_total{reason=\"bot\"}")
             .await,
         0.0
+    );
+    app.stop().await;
+}
+
+const PHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) \
+     AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+const CURL_UA: &str = "curl/8.5.0";
+
+/// A page view of `session` on `path` five seconds ago, as the pixel sends
+/// it: the browser's user agent in the body and the country the page's
+/// script guessed, by name.
+fn visit(session: &str, path: &str, user_agent: &str, country: &str) -> String {
+    let now = chrono::Utc::now() - chrono::Duration::seconds(5);
+    json!({"type": "visit", "sessionId": session, "url": format!("https://site.example{path}"),
+           "userAgent": user_agent, "data": {"country": country},
+           "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)})
+    .to_string()
+}
+
+/// Through the ingest path, enrichment and all: two tabs of one desktop
+/// browser (one visitor: same address and user agent) from France, a phone
+/// from Germany, and `curl`, which is answered as anyone but dropped.
+async fn tracked_people_show_by_visitor_country_and_device_and_dropped_bots_by_number(
+    db: &TestDatabase,
+) {
+    let app = spawn_app(db);
+    let mut reader = SseReader::new(open_stream(&app).await);
+    for body in [
+        visit("tab-1", "/", BROWSER_UA, "France"),
+        visit("tab-2", "/", BROWSER_UA, "France"),
+        visit("phone", "/", PHONE_UA, "Germany"),
+        visit("crawler", "/", CURL_UA, "United States"),
+    ] {
+        let response = app.post_track(body).await;
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(
+            answer["accepted"], 1,
+            "a bot is answered as anyone: {answer}"
+        );
+    }
+    let tick = until(&mut reader, Duration::from_secs(10), |t| {
+        t["recent_events"].as_array().is_some_and(|r| r.len() == 3) && t["bots_last_min"] == 1
+    })
+    .await;
+    assert_eq!(tick["active_users"], 3, "{tick}");
+    assert_eq!(
+        tick["top_pages"],
+        json!([{"url": "https://site.example/", "visitors": 2}]),
+        "two tabs of one browser are one visitor"
+    );
+    assert_eq!(
+        tick["top_countries"],
+        json!([{"country": "DE", "visitors": 1}, {"country": "FR", "visitors": 1}])
+    );
+    assert_eq!(
+        tick["top_devices"],
+        json!([{"device": "desktop", "visitors": 1}, {"device": "mobile", "visitors": 1}])
+    );
+    assert_eq!(tick["dropped_last_min"], json!({"bot": 1}));
+    assert_eq!(tick["events_last_min"], 3, "the bot's event is no event");
+    assert_eq!(
+        app.gauge("beacon_events_dropped_total{reason=\"bot\"}")
+            .await,
+        1.0
+    );
+    app.stop().await;
+}
+
+/// With `--keep-bots` the crawler's event is stored, flagged, and still in
+/// no live figure; nothing was dropped.
+async fn bots_kept_with_keep_bots_count_in_no_live_figure(db: &TestDatabase) {
+    let app = spawn_app_with(db, |c| c.keep_bots = true);
+    let mut reader = SseReader::new(open_stream(&app).await);
+    for body in [
+        visit("crawler", "/", CURL_UA, "United States"),
+        visit("person", "/", BROWSER_UA, "France"),
+    ] {
+        assert_eq!(app.post_track(body).await.status(), 200);
+    }
+    let tick = until(&mut reader, Duration::from_secs(10), |t| {
+        t["recent_events"].as_array().is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    assert_eq!(app.count().await, 2, "the bot is stored");
+    assert_eq!(tick["active_users"], 1, "{tick}");
+    assert_eq!(tick["events_last_min"], 1);
+    assert_eq!(tick["recent_events"][0]["session_token"], "person");
+    assert_eq!(tick["recent_events"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        tick["top_countries"],
+        json!([{"country": "FR", "visitors": 1}])
+    );
+    assert_eq!(
+        (
+            tick["bots_last_min"].clone(),
+            tick["dropped_last_min"].clone()
+        ),
+        (json!(0), json!({}))
     );
     app.stop().await;
 }

@@ -43,22 +43,15 @@ CHROMIUM_ARGS = [
 class Beacon:
     """One `beacon` process on 127.0.0.1 with its own database."""
 
-    def __init__(self, token=None, stream_interval="1s", port=0, prepare=None):
-        """`prepare(path)`, when given, is called with the SQLite database's
-        path after `beacon migrate` and before the server starts."""
+    def __init__(self, token=None, stream_interval="1s", port=0):
         self.token = token
         self.dir = tempfile.TemporaryDirectory(prefix="beacon-browser-")
         self.log_path = Path(self.dir.name) / "beacon.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_") and k != "DATABASE_URL"}
         env["RUST_LOG"] = "info"
-        database = Path(self.dir.name) / "beacon.db"
-        if prepare:
-            subprocess.run([BEACON_BIN, "--database-url", f"sqlite://{database}", "migrate"],
-                           env=env, check=True, capture_output=True)
-            prepare(database)
         args = [
             BEACON_BIN, "--bind", f"127.0.0.1:{port}",
-            "--database-url", f"sqlite://{database}",
+            "--database-url", f"sqlite://{self.dir.name}/beacon.db",
             "--stream-interval", stream_interval,
         ]
         if token:

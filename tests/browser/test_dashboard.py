@@ -5,8 +5,6 @@ works at desktop and phone width."""
 
 import csv
 import io
-import sqlite3
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -326,48 +324,48 @@ def test_the_keyboard_alone_reaches_and_opens_a_session(new_page, beacon):
     assert page.evaluate("document.activeElement.id") == "timeline-title", "focus moves to the timeline"
 
 
-# Sessions as enrichment stores them: (token, visitor id, country, device,
-# bot, page). tab-1 and tab-2 are one visitor in two tabs; the crawler was
-# kept (as with --keep-bots) and counts in no figure.
-PROFILED = [
-    ("tab-1", -11, "FR", "desktop", False, "/pricing"),
-    ("tab-2", -11, "FR", "desktop", False, "/pricing"),
-    ("phone", -22, "DE", "mobile", False, "/"),
-    ("laptop", -33, "US", "desktop", False, "/"),
-    ("ipad", -44, "GB", "tablet", False, "/blog"),
-    ("commute", -55, "JP", "mobile", False, "/"),
-    ("crawler", None, "US", "other", True, "/"),
+# People as the pixel reports them: (session, user agent, the country the
+# page's script guessed, page). tab-1 and tab-2 are one browser's two tabs:
+# one visitor (same address, same user agent).
+LINUX_CHROME = USER_AGENT
+WINDOWS_EDGE = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0")
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+          "Version/17.5 Mobile/15E148 Safari/604.1")
+IPAD = ("Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/17.5 Mobile/15E148 Safari/604.1")
+ANDROID = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/131.0.0.0 Mobile Safari/537.36")
+PEOPLE = [
+    ("tab-1", LINUX_CHROME, "France", "/pricing"),
+    ("tab-2", LINUX_CHROME, "France", "/pricing"),
+    ("phone", IPHONE, "Germany", "/"),
+    ("laptop", WINDOWS_EDGE, "United States", "/"),
+    ("ipad", IPAD, "United Kingdom", "/blog"),
+    ("commute", ANDROID, "Japan", "/"),
 ]
 
 
-def store_profiled_sessions(database):
-    """Writes PROFILED into a migrated database, each session with one page
-    view just now (and a click in the first tab): the server's warm-up feeds
-    them to the live figures, which is how they reach /stream without
-    enrichment in the ingest path."""
-    now = int(time.time() * 1_000_000)
-    with sqlite3.connect(database) as db:
-        for i, (token, visitor, country, device, bot, page) in enumerate(PROFILED, 1):
-            url = f"https://site.example{page}"
-            db.execute(
-                "INSERT INTO sessions (id, token, user_agent, entry_url, country, device, visitor_id, bot, "
-                "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (i, token, USER_AGENT, url, country, device, visitor, bot, now, now))
-            db.execute(
-                "INSERT INTO events (public_id, session_id, kind, url, referrer, metadata, occurred_at, received_at) "
-                "VALUES (?, ?, 'visit', ?, 'https://www.google.com/', '{}', ?, ?)",
-                (f"visit-{i}", i, url, now, now))
-        db.execute(
-            "INSERT INTO events (public_id, session_id, kind, url, label, metadata, occurred_at, received_at) "
-            "VALUES ('click-1', 1, 'click', 'https://site.example/pricing', 'Buy', '{\"label\":\"Buy\"}', ?, ?)",
-            (now + 1000, now + 1000))
-
-
 def test_the_live_panel_shows_countries_devices_and_the_bots_filtered(new_page):
-    server = Beacon(token=None, prepare=store_profiled_sessions)
+    server = Beacon(token=None)
     try:
         page = new_page(width=1920, height=1080)
         page.goto(server.url("/"))
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+        # Nothing dropped yet: the count says so rather than hiding.
+        expect(page.locator("#live-bots")).to_be_visible()
+        expect(page.locator("#live-bots")).to_have_text("0 bot hits filtered in the last minute")
+
+        events = [{"type": "visit", "sessionId": session, "url": f"https://site.example{path}",
+                   "referrer": "https://www.google.com/", "userAgent": agent, "data": {"country": country}}
+                  for session, agent, country, path in PEOPLE]
+        events.append({"type": "click", "sessionId": "tab-1", "url": "https://site.example/pricing",
+                       "userAgent": LINUX_CHROME, "data": {"label": "Buy"}})
+        # A crawler is answered as anyone, dropped, and counted.
+        events.append({"type": "visit", "sessionId": "crawler", "url": "https://site.example/",
+                       "userAgent": "Googlebot/2.1 (+http://www.google.com/bot.html)"})
+        assert server.track(events)["accepted"] == len(events)
+
         expect(page.locator("#live-top_countries tbody td.num")).to_have_count(5)
         # One visitor per country (two tabs are one visitor), the crawler in none.
         assert rows_of(page, "#live-top_countries") == [["DE", 1], ["FR", 1], ["GB", 1], ["JP", 1], ["US", 1]]
@@ -377,15 +375,16 @@ def test_the_live_panel_shows_countries_devices_and_the_bots_filtered(new_page):
         assert rows_of(page, "#live-top_pages") == [
             ["https://site.example/", 3], ["https://site.example/blog", 1], ["https://site.example/pricing", 1],
         ]
+        assert rows_of(page, "#live-top_clicks") == [["Buy", 1]]
         expect(page.locator("#live-active")).to_have_attribute("data-value", "6")
         expect(page.locator("#feed li")).to_have_count(7)
-        assert rows_of(page, "#live-top_clicks") == [["Buy", 1]]
-        # Nothing is dropped without enrichment in the ingest path: the
-        # count says so rather than hiding.
-        expect(page.locator("#live-bots")).to_be_visible()
-        expect(page.locator("#live-bots")).to_have_attribute("data-value", "0")
-        expect(page.locator("#live-bots")).to_have_text("0 bot hits filtered in the last minute")
-        history_loaded(page)
+        expect(page.locator("#live-bots")).to_have_attribute("data-value", "1")
+        expect(page.locator("#live-bots")).to_have_text("1 bot hit filtered in the last minute")
+        # Today's history, once the rollups hold these visits.
+        server.wait_for(lambda: server.request("/stats/daily", {"tz": TIMEZONE})["totals"]["page_views"] == 6,
+                        "the rollups")
+        page.select_option("#range", "today")
+        expect(page.locator("#total-page_views")).to_have_attribute("data-value", "6")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         # The README's picture: cp this file to docs/images/dashboard.png.
         page.screenshot(path=str(SCREENSHOTS / "dashboard-profiles-1920-light-first-screen.png"))

@@ -41,8 +41,8 @@ pub struct AppState {
 impl AppState {
     /// Counts `n` events of a request dropped before storage for `reason`
     /// (bots, unless `--keep-bots`), now: `/stream` shows them for a minute
-    /// (`bots_last_min`, `dropped_last_min`) and `/metrics` since start
-    /// (`beacon_events_dropped_total`). The request's answer does not change.
+    /// (`bots_last_min`, `dropped_last_min`). The request's answer does not
+    /// change. (`/metrics` has the totals, from enrichment.)
     pub fn dropped(&self, reason: DropReason, n: usize) {
         self.live.record_dropped(reason, n, self.clock.now());
     }

@@ -48,8 +48,8 @@ struct Tick<'a> {
 }
 
 /// Why an event was dropped before storage, as counted on `/stream`
-/// (`dropped_last_min`, `bots_last_min`) and in `/metrics`
-/// (`beacon_events_dropped_total{reason=...}`).
+/// (`dropped_last_min`, `bots_last_min`; `/metrics` has the totals since
+/// start, kept by enrichment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
     /// Traffic recognised as a crawler, monitor, previewer, HTTP library or
@@ -58,18 +58,11 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [DropReason; 1] = [DropReason::Bot];
-
-    /// The reason's name on `/stream` and in `/metrics`.
+    /// The reason's name on `/stream`, as in `/metrics`.
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::Bot => DROP_BOT,
         }
-    }
-
-    fn index(self) -> usize {
-        self as usize
     }
 }
 
@@ -83,8 +76,6 @@ pub struct Live {
     closed: AtomicBool,
     stale: AtomicBool,
     committed: AtomicU64,
-    /// Events dropped before storage since start, per [`DropReason`].
-    dropped: [AtomicU64; DropReason::ALL.len()],
     retry: Duration,
     anomalies: RwLock<Vec<crate::anomaly_worker::AnomalyView>>,
 }
@@ -107,7 +98,6 @@ impl Live {
             closed: AtomicBool::new(false),
             stale: AtomicBool::new(false),
             committed: AtomicU64::new(0),
-            dropped: Default::default(),
             retry: interval.clamp(Duration::from_secs(1), Duration::from_secs(30)),
             anomalies: RwLock::default(),
         }
@@ -123,20 +113,14 @@ impl Live {
     }
 
     /// Counts `n` events dropped before storage at `now`, for `reason`:
-    /// shown on `/stream` for a minute and in `/metrics` since start.
+    /// shown on `/stream` for a minute.
     pub fn record_dropped(&self, reason: DropReason, n: usize, now: DateTime<Utc>) {
         if n == 0 {
             return;
         }
-        self.dropped[reason.index()].fetch_add(n as u64, Ordering::Relaxed);
         if let Ok(mut metrics) = self.metrics.lock() {
             metrics.record_dropped(reason.as_str(), n as u64, now);
         }
-    }
-
-    /// Events dropped before storage since start, for `reason`.
-    pub fn dropped_events(&self, reason: DropReason) -> u64 {
-        self.dropped[reason.index()].load(Ordering::Relaxed)
     }
 
     /// Feeds events to the aggregator without counting them as committed
