@@ -378,6 +378,28 @@ GROUP_EPS=$(field "$LAST" events_per_s)
 stop_server
 drop_pg_db
 
+# 2e / 2n. Enrichment at work, then off, with the same traffic: a GeoIP
+# file of 100,000 networks, 24 real user agents (one in eight a bot's) and
+# a client address per session through a trusted proxy. Both keep the bots
+# (2e with --keep-bots, 2n with the hidden --no-enrichment, which stores
+# events without a profile), so both store the same rows and the
+# difference is what enrichment costs.
+"$LOADGEN" --write-geoip "$TMP/bench.mmdb"
+new_pg_db enriched
+pg2e=$PG_URL
+start_server "$pg2e" --trusted-proxies 127.0.0.1 --geoip-db "$TMP/bench.mmdb" --keep-bots
+measure "2e-pg-enriched" "$pg2e" --user-agents mix --forwarded --bots-stored
+ENRICHED_EPS=$(field "$LAST" events_per_s)
+stop_server
+drop_pg_db
+new_pg_db plain
+pg2n=$PG_URL
+start_server "$pg2n" --trusted-proxies 127.0.0.1 --no-enrichment
+measure "2n-pg-enrichment-off" "$pg2n" --user-agents mix --forwarded --bots-stored
+PLAIN_EPS=$(field "$LAST" events_per_s)
+stop_server
+drop_pg_db
+
 # 2b. The same with an `id` on every event (an API client's retry-safe
 # ids): each event is checked for a duplicate (INSERT ... ON CONFLICT)
 # instead of copied.
@@ -502,6 +524,8 @@ awk -v g="$(cost_line 2-pg-group-commit)" -v s="$(cost_line 3-pg-batch-max-1)" \
         b + (rho - 1) * b / d / n2)
     else ratio = sprintf("no cost reaches 10x scenario 3 at %.1f events per commit", n2)
     printf "  (%.1f us per event) needs at most %.1f us per event for 50%% of COPY; %s\n", x2, 2e6 * cores * u2 / c, ratio }'
+awk -v e="$ENRICHED_EPS" -v p="$PLAIN_EPS" 'BEGIN { if (p > 0)
+    printf "enrichment: %.0f events/s with it (2e) against %.0f without (2n): %.1f%%\n", e, p, 100 * e / p }'
 echo "raw loadgen output: $TMP/*.json (removed at exit unless --keep)"
 
 failed=0

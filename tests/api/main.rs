@@ -6,6 +6,7 @@
 
 mod abuse;
 mod anomalies;
+mod anomaly_series;
 mod auth;
 mod auth_cookie;
 mod cli;

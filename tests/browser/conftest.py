@@ -43,15 +43,22 @@ CHROMIUM_ARGS = [
 class Beacon:
     """One `beacon` process on 127.0.0.1 with its own database."""
 
-    def __init__(self, token=None, stream_interval="1s", port=0):
+    def __init__(self, token=None, stream_interval="1s", port=0, prepare=None):
+        """`prepare(path)`, when given, is called with the SQLite file of a
+        freshly migrated database before the server starts on it."""
         self.token = token
         self.dir = tempfile.TemporaryDirectory(prefix="beacon-browser-")
         self.log_path = Path(self.dir.name) / "beacon.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_") and k != "DATABASE_URL"}
         env["RUST_LOG"] = "info"
+        database_url = f"sqlite://{self.dir.name}/beacon.db"
+        if prepare:
+            subprocess.run([BEACON_BIN, "migrate", "--database-url", database_url], env=env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            prepare(Path(self.dir.name) / "beacon.db")
         args = [
             BEACON_BIN, "--bind", f"127.0.0.1:{port}",
-            "--database-url", f"sqlite://{self.dir.name}/beacon.db",
+            "--database-url", database_url,
             "--stream-interval", stream_interval,
         ]
         if token:

@@ -278,7 +278,7 @@ def test_a_first_visit_transfers_under_150_kb_and_the_tracker_under_2_kb(new_pag
         ({name: e.name, transfer: e.transferSize, encoded: e.encodedBodySize, decoded: e.decodedBodySize}))""")
     assert sum(e["transfer"] for e in entries) < 150_000, entries
     static = [e for e in entries if "/dashboard/" in e["name"] or e["name"] == beacon.url("/")]
-    assert len(static) == 5, static
+    assert len(static) == 6, static
     assert all(e["encoded"] < e["decoded"] for e in static), "every static file travels gzipped"
 
     request = urllib.request.Request(beacon.url("/beacon.js"), headers={"Accept-Encoding": "gzip"})

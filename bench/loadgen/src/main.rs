@@ -22,6 +22,35 @@ type BoxError = Box<dyn Error + Send + Sync>;
 const UA: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 \
                   (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
+/// `--user-agents mix`: real browsers' user agents and, one in eight, a
+/// bot's (which Beacon answers but does not store).
+const MIX: [(&str, bool); 24] = [
+    (UA, false),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", false),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36 Edg/130.0.0.0", false),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0", false),
+    ("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0", false),
+    ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", false),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15", false),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:133.0) Gecko/20100101 Firefox/133.0", false),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1", false),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1", false),
+    ("Mozilla/5.0 (iPad; CPU OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1", false),
+    ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36", false),
+    ("Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/26.0 Chrome/122.0.0.0 Mobile Safari/537.36", false),
+    ("Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", false),
+    ("Mozilla/5.0 (Android 14; Mobile; rv:133.0) Gecko/133.0 Firefox/133.0", false),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 OPR/115.0.0.0", false),
+    ("Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", false),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0.0.0 Safari/537.36", false),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36", false),
+    ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36", false),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0", false),
+    ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", true),
+    ("Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm) Chrome/116.0.1938.76 Safari/537.36", true),
+    ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36", true),
+];
+
 /// Posts pixel-shaped /track bodies and prints one JSON line of results.
 #[derive(Debug, Parser)]
 #[command(name = "beacon-loadgen", about, long_about = None)]
@@ -64,6 +93,28 @@ struct Args {
     /// replaced).
     #[arg(long, default_value_t = 15.0)]
     timeout: f64,
+    /// User agents of the sessions: `single` (one browser's) or `mix` (24
+    /// real ones, one in eight a bot's; events of bot sessions are left
+    /// out of --acked-file, since Beacon does not store them).
+    #[arg(long, value_enum, default_value_t = Agents::Single)]
+    user_agents: Agents,
+    /// The server stores bots (`--keep-bots`, or enrichment off): their
+    /// events go to --acked-file like the others.
+    #[arg(long)]
+    bots_stored: bool,
+    /// Send an `X-Forwarded-For` with each session's own client address
+    /// (IPv4 and IPv6, in the networks `--write-geoip` covers), as a
+    /// trusted proxy would.
+    #[arg(long)]
+    forwarded: bool,
+    /// Write a GeoLite2-City-like `.mmdb` (NETWORKS networks, IPv4 and
+    /// IPv6, covering the addresses `--forwarded` sends) to this file and
+    /// exit.
+    #[arg(long, value_name = "FILE")]
+    write_geoip: Option<PathBuf>,
+    /// Networks in the `--write-geoip` file.
+    #[arg(long, default_value_t = 100_000)]
+    geoip_networks: u32,
     /// Runtime threads (1: a single-threaded runtime, the leanest).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -76,6 +127,79 @@ enum Payload {
     /// The same events without a `type`: parsed and refused (400), never
     /// stored; measures HTTP plus parsing.
     Invalid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Agents {
+    /// One desktop Chrome.
+    Single,
+    /// 24 real user agents, three of them bots.
+    Mix,
+}
+
+/// The user agent of a session, and whether it is a bot's.
+fn agent(plan: &Plan, k: usize, session_no: u64) -> (&'static str, bool) {
+    match plan.agents {
+        Agents::Single => (UA, false),
+        Agents::Mix => MIX[(k as u64 * 7919 + session_no) as usize % MIX.len()],
+    }
+}
+
+/// The client address of a session for `--forwarded`: two in three IPv4
+/// (10.x.y.z, in the /24s the GeoIP file holds), one in three IPv6
+/// (2001:db8:x:y::z).
+fn client_address(k: usize, session_no: u64) -> String {
+    let n = k as u64 * 1_000_003 + session_no;
+    if n % 3 == 2 {
+        format!(
+            "2001:db8:{:x}:{:x}::{:x}",
+            (n >> 16) & 0xffff,
+            n & 0xffff,
+            n % 251 + 1
+        )
+    } else {
+        format!(
+            "10.{}.{}.{}",
+            (n >> 16) & 0xff,
+            (n >> 8) & 0xff,
+            n % 251 + 1
+        )
+    }
+}
+
+/// Writes the `--write-geoip` file: `networks` networks, half IPv4 /24s
+/// under 10.0.0.0/8, half IPv6 /48s under 2001:db8::/32, each with a City
+/// record.
+fn write_geoip(path: &PathBuf, networks: u32) -> Result<(), BoxError> {
+    let mut writer = mmdb_writer::Writer::builder("GeoLite2-City")
+        .ip_version(mmdb_writer::IpVersion::V6)
+        .build();
+    let places = [
+        ("DE", "Land Berlin", "Berlin"),
+        ("FR", "Ile-de-France", "Paris"),
+        ("US", "California", "San Francisco"),
+        ("JP", "Tokyo", "Tokyo"),
+        ("BR", "Sao Paulo", "Sao Paulo"),
+        ("IN", "Karnataka", "Bengaluru"),
+        ("GB", "England", "London"),
+    ];
+    for i in 0..networks {
+        let (country, region, city) = places[i as usize % places.len()];
+        let record = serde_json::json!({
+            "city": {"names": {"en": city}},
+            "country": {"iso_code": country, "names": {"en": country}},
+            "subdivisions": [{"names": {"en": region}}]
+        });
+        let half = i / 2;
+        let net: ipnet::IpNet = if i % 2 == 0 {
+            format!("10.{}.{}.0/24", (half >> 8) & 0xff, half & 0xff).parse()?
+        } else {
+            format!("2001:db8:{:x}::/48", half & 0xffff).parse()?
+        };
+        writer.insert(net, &record)?;
+    }
+    std::fs::write(path, writer.to_bytes()?)?;
+    Ok(())
 }
 
 /// What happened to one request, by request index.
@@ -113,6 +237,9 @@ struct Plan {
     payload: Payload,
     timeout: Duration,
     epoch_ms: i64,
+    agents: Agents,
+    bots_stored: bool,
+    forwarded: bool,
 }
 
 fn main() -> ExitCode {
@@ -127,6 +254,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), BoxError> {
+    if let Some(path) = &args.write_geoip {
+        return write_geoip(path, args.geoip_networks);
+    }
     let uri: Uri = args.url.parse()?;
     if uri.scheme_str() != Some("http") {
         return Err("only http:// URLs are supported".into());
@@ -157,6 +287,9 @@ fn run(args: Args) -> Result<(), BoxError> {
         payload: args.payload,
         timeout: Duration::from_secs_f64(args.timeout),
         epoch_ms: chrono::Utc::now().timestamp_millis(),
+        agents: args.user_agents,
+        bots_stored: args.bots_stored,
+        forwarded: args.forwarded,
     });
 
     let runtime = if args.threads <= 1 {
@@ -326,8 +459,13 @@ async fn connection(
             .uri(plan.path.as_str())
             .header(HOST, plan.host_header.as_str())
             .header(CONTENT_TYPE, "text/plain;charset=UTF-8")
-            .header(USER_AGENT, UA)
-            .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))?;
+            .header(USER_AGENT, UA);
+        let request = if plan.forwarded {
+            request.header("x-forwarded-for", client_address(k, i / plan.session_every))
+        } else {
+            request
+        }
+        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))?;
         let answer = tokio::time::timeout(plan.timeout, async {
             sender.ready().await?;
             let response = sender.send_request(request).await?;
@@ -433,8 +571,10 @@ fn build_body(
             out,
             "\"url\":\"https://portfolio.example/\",\
              \"referrer\":\"https://www.google.com/\",\"timestamp\":\"{now}\",\
-             \"sessionId\":\"{}-{}-{k}-{session_no}\",\"userAgent\":\"{UA}\"}}",
-            plan.epoch_ms, plan.run_id,
+             \"sessionId\":\"{}-{}-{k}-{session_no}\",\"userAgent\":\"{}\"}}",
+            plan.epoch_ms,
+            plan.run_id,
+            agent(plan, k, session_no).0,
         )?;
     }
     out.push_str("]}");
@@ -445,7 +585,8 @@ fn write_acked(path: &PathBuf, plan: &Plan, stats: &[ConnStats]) -> Result<(), B
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     for (k, s) in stats.iter().enumerate() {
         for (i, outcome) in s.outcomes.iter().enumerate() {
-            if *outcome != Outcome::Acked {
+            let bot = agent(plan, k, i as u64 / plan.session_every).1;
+            if *outcome != Outcome::Acked || (bot && !plan.bots_stored) {
                 continue;
             }
             let size = plan.batch_sizes[i % plan.batch_sizes.len()];

@@ -59,6 +59,12 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
             REVALIDATE
         ),
         embed!(
+            "dashboard/anomalies.js",
+            "../assets/dashboard/anomalies.js",
+            JS,
+            REVALIDATE
+        ),
+        embed!(
             "dashboard/app.css",
             "../assets/dashboard/app.css",
             CSS,
@@ -171,6 +177,7 @@ mod tests {
             "beacon.js",
             "dashboard/index.html",
             "dashboard/app.js",
+            "dashboard/anomalies.js",
             "dashboard/app.css",
             "dashboard/uPlot.iife.min.js",
             "dashboard/uPlot.min.css",

@@ -249,6 +249,12 @@ pub struct Config {
     /// /metrics and on /stream.
     #[arg(long, env = "BEACON_KEEP_BOTS", global = true)]
     pub keep_bots: bool,
+
+    /// Store events as they come, without a profile (no user-agent parsing,
+    /// bot filtering, place or visitor id). Hidden: for measuring what
+    /// enrichment costs (bench/ingest.sh), not for use.
+    #[arg(long, hide = true, global = true)]
+    pub no_enrichment: bool,
 }
 
 impl Config {

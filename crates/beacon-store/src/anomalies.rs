@@ -1,6 +1,7 @@
 //! Anomalies as stored, the lease that lets one instance detect them, and
-//! the page-view counts the detector reads (see the migration
-//! `2026-12-07-000001_anomalies`). Plain rows: the server converts between
+//! the page-view counts the detector reads (see the migrations
+//! `2026-12-07-000001_anomalies` and `2026-12-07-000100_anomaly_detector_state`;
+//! counts per page and referrer are in `series_counts`). Plain rows: the server converts between
 //! them and the detector's types.
 
 use chrono::{DateTime, Utc};
@@ -41,6 +42,24 @@ pub struct AnomalyRow {
     pub severity: f64,
 }
 
+/// What the detecting instance reported about its detector (see the
+/// migration `2026-12-07-000100_anomaly_detector_state`).
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct DetectorStateRow {
+    /// `learning`, `cautious` or `ready`.
+    #[diesel(sql_type = Text)]
+    pub mode: String,
+    /// History of the site series (µs).
+    #[diesel(sql_type = BigInt)]
+    pub history_us: i64,
+    /// Series watched, the site included.
+    #[diesel(sql_type = BigInt)]
+    pub series: i64,
+    /// When it was reported (µs).
+    #[diesel(sql_type = BigInt)]
+    pub updated_us: i64,
+}
+
 #[derive(QueryableByName)]
 struct IntervalCount {
     #[diesel(sql_type = BigInt)]
@@ -48,6 +67,12 @@ struct IntervalCount {
     #[diesel(sql_type = BigInt)]
     n: i64,
 }
+
+/// The condition, on a query of `events`, that its session is not a kept
+/// bot's (`--keep-bots`): no figure counts bots. A primary-key probe per
+/// event: `sessions.bot` has no index.
+pub(crate) const NOT_BOT: &str =
+    "NOT EXISTS (SELECT 1 FROM sessions b WHERE b.id = events.session_id AND b.bot)";
 
 const ANOMALY_COLUMNS: &str =
     "series, kind, onset_us, start_us, end_us, observed, expected, severity FROM anomalies";
@@ -111,6 +136,36 @@ impl Store {
         )
     }
 
+    /// Records the state of the detector that runs under the lease `name`.
+    pub fn set_detector_state(&self, name: &str, row: &DetectorStateRow) -> Result<(), StoreError> {
+        execute(
+            self,
+            "INSERT INTO anomaly_detector_state (name, mode, history_us, series, updated_us) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET mode = excluded.mode, \
+             history_us = excluded.history_us, series = excluded.series, \
+             updated_us = excluded.updated_us",
+            &[
+                Param::Text(name.to_owned()),
+                Param::Text(row.mode.clone()),
+                Param::Int(row.history_us),
+                Param::Int(row.series),
+                Param::Int(row.updated_us),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The state last recorded for the detector under the lease `name`.
+    pub fn detector_state(&self, name: &str) -> Result<Option<DetectorStateRow>, StoreError> {
+        let mut rows: Vec<DetectorStateRow> = load(
+            self,
+            "SELECT mode, history_us, series, updated_us FROM anomaly_detector_state \
+             WHERE name = ?",
+            &[Param::Text(name.to_owned())],
+        )?;
+        Ok(rows.pop())
+    }
+
     /// Takes or renews the lease `name` for `holder` until `now + ttl`, in
     /// one statement: it succeeds when the lease is free, expired or
     /// already `holder`'s, and returns whether `holder` now holds it.
@@ -154,8 +209,11 @@ impl Store {
         let end_us = start_us.saturating_add(step_us.saturating_mul(len));
         let rows: Vec<IntervalCount> = load(
             self,
-            "SELECT (occurred_at - ?) / ? AS i, COUNT(*) AS n FROM events \
-             WHERE kind = 'visit' AND occurred_at >= ? AND occurred_at < ? GROUP BY 1",
+            &format!(
+                "SELECT (occurred_at - ?) / ? AS i, COUNT(*) AS n FROM events \
+                 WHERE kind = 'visit' AND occurred_at >= ? AND occurred_at < ? AND {NOT_BOT} \
+                 GROUP BY 1"
+            ),
             &[
                 Param::Int(start_us),
                 Param::Int(step_us),

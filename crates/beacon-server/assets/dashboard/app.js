@@ -271,6 +271,8 @@
     tables.replaceChildren(...LIVE_TABLES.filter((spec) => Array.isArray(s[spec.field])).map((spec) =>
       table({ ...spec, id: `live-${spec.field}` }, s[spec.field], [[spec.value, spec.valueTitle]])));
 
+    if (window.BeaconAnomalies && window.BeaconAnomalies.live(s.anomalies) && range) loadAnomalies(range);
+
     $("feed").replaceChildren(...(s.recent_events || []).map((e) => {
       const label = e.metadata && e.metadata.label ? ` “${e.metadata.label}”` : "";
       return el("li", { "data-type": e.type },
@@ -356,10 +358,23 @@
         ? [table(spec, tops[i].items, [["count", spec.path === "top-clicks" ? "Clicks" : "Views"], ["visitors", "Visitors"]])]
         : [])));
       await loadSessions(true);
+      await loadAnomalies(loaded);
     } catch (error) {
       handle(error, "history-error");
     } finally {
       if (loaded === range) history.setAttribute("aria-busy", "false");
+    }
+  }
+
+  // The anomalies of the range, as bands on the chart and a list; a
+  // failure costs only them, not the figures.
+  async function loadAnomalies(loaded) {
+    if (!window.BeaconAnomalies) return;
+    try {
+      const body = await api("anomalies", { from: loaded.from, to: loaded.to });
+      if (loaded === range) window.BeaconAnomalies.show(body, chart);
+    } catch (error) {
+      handle(error, "history-error");
     }
   }
 
@@ -399,6 +414,7 @@
       : axis;
     chart = new window.uPlot({
       width, height: 280,
+      plugins: window.BeaconAnomalies ? [window.BeaconAnomalies.plugin()] : [],
       scales: { x: { time: true } },
       axes: [xAxis, axis],
       series: [

@@ -1,6 +1,7 @@
-//! The anomaly worker: runs the detector of `beacon-metrics` on the
-//! site's page views and keeps the open anomalies where `/stream` and
-//! `/metrics` show them.
+//! The anomaly worker: runs the detector of `beacon-metrics` on the page
+//! views of the site, of its busiest pages and of its busiest referrers
+//! (see `counts`), and keeps the open anomalies and the detector's state
+//! where `/stream` and `/metrics` show them.
 //!
 //! Exactly one instance detects and stores: the one holding the database
 //! lease [`LEASE`], renewed at every interval and lasting a few, so that
@@ -12,8 +13,9 @@
 //! cannot read (the database is away) is a gap for the detector, never a
 //! "dark" or "drop": Beacon's blind spot is not the site's.
 //!
-//! Every instance, leader or not, reads the open anomalies from the
-//! database at every interval into [`Live`].
+//! Every instance, leader or not, reads the open anomalies and the
+//! detector's state (recorded by the leader) from the database at every
+//! interval into [`Live`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -21,19 +23,23 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use beacon_metrics::anomaly::{
-    Anomaly, AnomalyDetector, AnomalyKind, DetectorConfig, Event, IntervalCounts, SeriesEvent,
-    SeriesKey,
-};
-use beacon_store::{AnomalyRow, Store, StoreError};
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use serde::Serialize;
+use beacon_metrics::anomaly::{AnomalyDetector, DetectorConfig, Event, SeriesKey};
+use beacon_store::{AnomalyRow, DetectorStateRow, Store};
+use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::alerts::{Alert, Alerter};
+use crate::alerts::{Alert, AlertSender};
 use crate::clock::SharedClock;
 use crate::live::Live;
 use crate::tasks::spawn_thread;
 use crate::StartError;
+
+mod counts;
+mod view;
+
+#[cfg(test)]
+use counts::items;
+use counts::{feed, gap_until, warm_items, Fed, TOP_PAGES, TOP_REFERRERS};
+pub use view::{kind_name, mode_name, series_name, to_row, AnomalyView, DetectorView};
 
 /// The name of the database lease held by the detecting instance.
 pub const LEASE: &str = "anomaly-detector";
@@ -59,80 +65,6 @@ const SETTLE: TimeDelta = TimeDelta::seconds(30);
 /// How often the worker looks at the clock for an interval's end.
 const POLL: Duration = Duration::from_millis(200);
 
-/// An anomaly as `/anomalies` and `/stream` show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AnomalyView {
-    /// `site`, `page:<url>` or `referrer:<referrer>`.
-    pub series: String,
-    /// `spike`, `drop` or `dark`.
-    pub kind: String,
-    /// Estimated onset, RFC 3339.
-    pub onset: String,
-    /// Start of the interval that opened it, RFC 3339.
-    pub start: String,
-    /// When it ended, RFC 3339; `null` while open.
-    pub end: Option<String>,
-    /// Page views counted over the evidence.
-    pub observed: f64,
-    /// Page views expected over the evidence.
-    pub expected: f64,
-    /// Improbability of the evidence, in standard deviations.
-    pub severity: f64,
-}
-
-fn rfc3339(us: i64) -> String {
-    DateTime::from_timestamp_micros(us)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-impl From<&AnomalyRow> for AnomalyView {
-    fn from(row: &AnomalyRow) -> Self {
-        Self {
-            series: row.series.clone(),
-            kind: row.kind.clone(),
-            onset: rfc3339(row.onset_us),
-            start: rfc3339(row.start_us),
-            end: row.end_us.map(rfc3339),
-            observed: row.observed,
-            expected: row.expected,
-            severity: row.severity,
-        }
-    }
-}
-
-/// The stored name of a series.
-pub fn series_name(key: &SeriesKey) -> String {
-    match key {
-        SeriesKey::Site => "site".to_owned(),
-        SeriesKey::Page(url) => format!("page:{url}"),
-        SeriesKey::Referrer(referrer) => format!("referrer:{referrer}"),
-    }
-}
-
-/// The stored name of a kind.
-pub fn kind_name(kind: AnomalyKind) -> &'static str {
-    match kind {
-        AnomalyKind::Spike => "spike",
-        AnomalyKind::Drop => "drop",
-        AnomalyKind::Dark => "dark",
-    }
-}
-
-/// An anomaly of a series as stored.
-pub fn to_row(series: &SeriesKey, anomaly: &Anomaly) -> AnomalyRow {
-    AnomalyRow {
-        series: series_name(series),
-        kind: kind_name(anomaly.kind).to_owned(),
-        onset_us: anomaly.onset.timestamp_micros(),
-        start_us: anomaly.start.timestamp_micros(),
-        end_us: anomaly.end.map(|e| e.timestamp_micros()),
-        observed: anomaly.observed as f64,
-        expected: anomaly.expected,
-        severity: anomaly.severity,
-    }
-}
-
 /// The running worker.
 pub struct AnomalyWorker {
     stop: Sender<()>,
@@ -147,7 +79,7 @@ impl AnomalyWorker {
         interval: Duration,
         live: Arc<Live>,
         clock: SharedClock,
-        alerter: Option<Alerter>,
+        alerter: Option<AlertSender>,
     ) -> Result<Self, StartError> {
         let config = DetectorConfig {
             step: interval,
@@ -155,7 +87,7 @@ impl AnomalyWorker {
         };
         // Checked now, so that a bad step stops the start rather than the
         // detection.
-        AnomalyDetector::new(config.clone(), 0, 0)
+        AnomalyDetector::new(config.clone(), TOP_PAGES, TOP_REFERRERS)
             .map_err(|e| StartError::Task(format!("anomaly detector: {e}")))?;
         let (stop, stopped) = mpsc::channel::<()>();
         let handle = spawn_thread("beacon-anomalies".into(), move || {
@@ -203,12 +135,6 @@ fn holder_id() -> String {
     )
 }
 
-/// A detector being fed, and the start of the next interval it expects.
-struct Fed {
-    detector: AnomalyDetector,
-    next: DateTime<Utc>,
-}
-
 struct Worker {
     store: Store,
     live: Arc<Live>,
@@ -216,7 +142,7 @@ struct Worker {
     config: DetectorConfig,
     holder: String,
     /// Sends alerts when `--alert-webhook` is set.
-    alerter: Option<Alerter>,
+    alerter: Option<AlertSender>,
     /// Present while this instance holds the lease.
     detector: Option<Fed>,
     /// End of the last interval handled.
@@ -265,6 +191,12 @@ impl Worker {
                 .set_anomalies(rows.iter().map(AnomalyView::from).collect()),
             Err(e) => log::debug!("open anomalies not refreshed: {e}"),
         }
+        match self.store.detector_state(LEASE) {
+            Ok(state) => self
+                .live
+                .set_detector(state.as_ref().map(DetectorView::from)),
+            Err(e) => log::debug!("anomaly detector state not refreshed: {e}"),
+        }
     }
 
     /// Feeds every complete interval before `end`, warming first when this
@@ -287,16 +219,24 @@ impl Worker {
         let Some(fed) = &mut self.detector else {
             return;
         };
+        let mode = fed.detector.mode();
         let events = feed(&self.store, fed, end, step);
+        if fed.detector.mode() != mode {
+            log::info!(
+                "anomaly detector now in {} mode",
+                mode_name(fed.detector.mode())
+            );
+        }
         for event in events {
             let (Event::Opened(a) | Event::Closed(a)) = &event.event;
             let row = to_row(&event.series, a);
             if let Err(e) = self.store.upsert_anomaly(&row, now) {
-                log::warn!("anomaly not stored ({} {}): {e}", row.series, row.kind);
+                log::warn!("anomaly not stored ({:?} {}): {e}", row.series, row.kind);
             } else {
                 let opened = matches!(event.event, Event::Opened(_));
+                // The series names a url or referrer: quoted and escaped.
                 log::info!(
-                    "anomaly {}: {} {}",
+                    "anomaly {}: {:?} {}",
                     if opened { "opened" } else { "closed" },
                     row.series,
                     row.kind
@@ -311,6 +251,7 @@ impl Worker {
         if took_over {
             close_orphans(&self.store, fed, end, now);
         }
+        report_state(&self.store, fed, now);
     }
 
     /// A detector warmed from the rollups of the past weeks and the events
@@ -320,8 +261,8 @@ impl Worker {
         // The rollups lag the events by the rollup worker's interval; fold
         // what is pending now, so that the quarters read are complete.
         self.store.roll_up_all().map_err(|e| e.to_string())?;
-        let mut detector =
-            AnomalyDetector::new(self.config.clone(), 0, 0).map_err(|e| e.to_string())?;
+        let mut detector = AnomalyDetector::new(self.config.clone(), TOP_PAGES, TOP_REFERRERS)
+            .map_err(|e| e.to_string())?;
         let quarter = TimeDelta::minutes(15);
         let quarter_us = quarter.num_microseconds().unwrap_or(1);
         let recent = end - WARM_FROM_EVENTS;
@@ -342,7 +283,10 @@ impl Worker {
         let first = first + quarter * i32::try_from(tracked).unwrap_or(0);
         let counts: Vec<Option<u64>> = counts[tracked..].iter().copied().map(Some).collect();
         let next = match detector.warm(&SeriesKey::Site, first, Duration::from_secs(900), &counts) {
-            Ok(()) => warm_end,
+            Ok(()) => {
+                warm_items(&self.store, &mut detector, first, warm_end)?;
+                warm_end
+            }
             Err(e) => {
                 // A step that does not divide a quarter cannot use the
                 // rollups; the detector learns from the events instead.
@@ -351,6 +295,20 @@ impl Worker {
             }
         };
         Ok(Fed { detector, next })
+    }
+}
+
+/// Records what the detector knows, for every instance to show.
+fn report_state(store: &Store, fed: &Fed, now: DateTime<Utc>) {
+    let detector = &fed.detector;
+    let row = DetectorStateRow {
+        mode: mode_name(detector.mode()).to_owned(),
+        history_us: i64::try_from(detector.site().history().as_micros()).unwrap_or(i64::MAX),
+        series: i64::try_from(detector.series().len()).unwrap_or(i64::MAX),
+        updated_us: now.timestamp_micros(),
+    };
+    if let Err(e) = store.set_detector_state(LEASE, &row) {
+        log::debug!("anomaly detector state not recorded: {e}");
     }
 }
 
@@ -391,53 +349,6 @@ fn close_orphans(store: &Store, fed: &Fed, end: DateTime<Utc>, now: DateTime<Utc
             ),
             Err(e) => log::warn!("anomaly of the previous detector not closed: {e}"),
         }
-    }
-}
-
-/// Feeds the intervals from `fed.next` to `end` from the events; the ones
-/// that cannot be read are gaps. Returns what opened and closed.
-fn feed(store: &Store, fed: &mut Fed, end: DateTime<Utc>, step: TimeDelta) -> Vec<SeriesEvent> {
-    let mut out = Vec::new();
-    if fed.next >= end {
-        return out;
-    }
-    let intervals =
-        usize::try_from((end - fed.next).num_seconds() / step.num_seconds().max(1)).unwrap_or(0);
-    let counts: Result<Vec<u64>, StoreError> = step
-        .to_std()
-        .map_err(|e| StoreError::Unavailable(e.to_string()))
-        .and_then(|s| store.page_views_per_interval(fed.next, s, intervals));
-    match counts {
-        Ok(counts) => {
-            for total in counts {
-                let interval = IntervalCounts {
-                    total,
-                    pages: &[],
-                    referrers: &[],
-                };
-                match fed.detector.observe(fed.next, &interval) {
-                    Ok(events) => out.extend(events),
-                    Err(e) => log::warn!("anomaly detector refused an interval: {e}"),
-                }
-                fed.next += step;
-            }
-        }
-        Err(e) => {
-            log::warn!("page views not read, the intervals are a gap: {e}");
-            gap_until(fed, end, step);
-        }
-    }
-    fed.next = end;
-    out
-}
-
-/// Records the intervals from `fed.next` to `end` as unknown.
-fn gap_until(fed: &mut Fed, end: DateTime<Utc>, step: TimeDelta) {
-    while fed.next < end {
-        if let Err(e) = fed.detector.gap(fed.next) {
-            log::warn!("anomaly detector refused a gap: {e}");
-        }
-        fed.next += step;
     }
 }
 

@@ -4,6 +4,7 @@
 mod http;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::web;
@@ -52,6 +53,9 @@ pub enum StartError {
     Enrich(#[from] beacon_enrich::EnrichError),
 }
 
+/// How long a stopping server waits for queued alerts to be sent.
+const ALERT_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
 /// A built, bound, not yet running application.
 pub struct Application {
     port: u16,
@@ -60,6 +64,8 @@ pub struct Application {
     writers: Writers,
     roller: Roller,
     anomalies: AnomalyWorker,
+    /// The alert webhook's sender, finished after the anomaly worker.
+    alerter: Option<Alerter>,
     /// The async tasks, stopped last, in this order.
     tasks: Vec<Task>,
     store: Store,
@@ -145,13 +151,14 @@ impl Application {
             config.anomaly_interval,
             Arc::clone(&live),
             Arc::clone(&clock),
-            alerter,
+            alerter.as_ref().map(Alerter::sender),
         )?;
         let salts = Arc::new(enrich::Salts::default());
         let enrichment = Arc::new(Enrichment::new(
             config.trusted_proxies.clone(),
             config.geoip_db.as_deref(),
             config.keep_bots,
+            config.no_enrichment,
             Arc::clone(&salts),
         )?);
         let mut tasks = vec![broadcaster];
@@ -187,6 +194,7 @@ impl Application {
             writers,
             roller,
             anomalies,
+            alerter,
             tasks,
             store,
             live,
@@ -214,7 +222,9 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (or [`Application::handle`]`.stop`),
     /// then stops in order: stop accepting and finish in-flight requests,
     /// commit everything queued and stop the writers, then the rollup
-    /// worker, then the async tasks (broadcaster, rate limiter cleaner).
+    /// worker, the anomaly worker and the alerts it queued (at most
+    /// [`ALERT_SHUTDOWN_WAIT`]), then the async tasks (broadcaster, rate
+    /// limiter cleaner).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = self.handle();
         let Self {
@@ -223,6 +233,7 @@ impl Application {
             writers,
             roller,
             anomalies,
+            alerter,
             tasks,
             ..
         } = self;
@@ -244,6 +255,11 @@ impl Application {
             // After the writers: their last commits are rolled up too.
             roller.stop();
             anomalies.stop();
+            // After the worker, the last to queue alerts: what it queued
+            // is sent, within a bound.
+            if let Some(alerter) = alerter {
+                alerter.finish(ALERT_SHUTDOWN_WAIT);
+            }
         })
         .await
         .is_err()

@@ -54,6 +54,8 @@ pub struct Enrichment {
     agents: Arc<UserAgents>,
     geo: Option<GeoIp>,
     keep_bots: bool,
+    /// `--no-enrichment`: events are stored as they come.
+    off: bool,
     salts: Arc<Salts>,
     counters: Counters,
 }
@@ -75,6 +77,7 @@ impl Enrichment {
         trusted: TrustedProxies,
         geoip: Option<&std::path::Path>,
         keep_bots: bool,
+        off: bool,
         salts: Arc<Salts>,
     ) -> Result<Self, beacon_enrich::EnrichError> {
         let geo = geoip.map(GeoIp::open).transpose()?;
@@ -83,6 +86,7 @@ impl Enrichment {
             agents: user_agents()?,
             geo,
             keep_bots,
+            off,
             salts,
             counters: Counters::default(),
         })
@@ -153,6 +157,9 @@ impl Enrichment {
         events: Vec<NewEvent>,
         now: DateTime<Utc>,
     ) -> Enriched {
+        if self.off {
+            return Enriched { events, bots: 0 };
+        }
         // A CDN's header is believed from a trusted peer only (that is
         // the CDN, or the proxy behind it), whatever else it forwarded.
         let peer_trusted = req

@@ -78,6 +78,7 @@ pub struct Live {
     committed: AtomicU64,
     retry: Duration,
     anomalies: RwLock<Vec<crate::anomaly_worker::AnomalyView>>,
+    detector: RwLock<Option<crate::anomaly_worker::DetectorView>>,
 }
 
 impl Live {
@@ -100,6 +101,7 @@ impl Live {
             committed: AtomicU64::new(0),
             retry: interval.clamp(Duration::from_secs(1), Duration::from_secs(30)),
             anomalies: RwLock::default(),
+            detector: RwLock::default(),
         }
     }
 
@@ -154,6 +156,22 @@ impl Live {
     /// The open anomalies, as last refreshed from the database.
     pub fn open_anomalies(&self) -> Vec<crate::anomaly_worker::AnomalyView> {
         self.anomalies
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the anomaly detector's state shown on `/metrics`.
+    pub fn set_detector(&self, state: Option<crate::anomaly_worker::DetectorView>) {
+        *self
+            .detector
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = state;
+    }
+
+    /// The anomaly detector's state, as last refreshed from the database.
+    pub fn detector(&self) -> Option<crate::anomaly_worker::DetectorView> {
+        self.detector
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()

@@ -5,11 +5,15 @@ use actix_web::{web, HttpResponse};
 use crate::state::AppState;
 
 /// Open streams, queued events, committed events and transactions, active
-/// sessions, the rollup worker's progress and the open anomalies.
+/// sessions, the rollup worker's progress, the open anomalies and the
+/// anomaly detector's mode.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let live = &state.live;
     let open = live.open_anomalies();
     let open_of = |kind: &str| open.iter().filter(|a| a.kind == kind).count();
+    let detector = live.detector();
+    let mode_is = |mode: &str| u8::from(detector.as_ref().is_some_and(|d| d.mode == mode));
+    let history_days = detector.as_ref().map_or(0.0, |d| d.history_days);
     let mut body = format!(
         "# HELP beacon_open_streams Open /stream connections.\n\
          # TYPE beacon_open_streams gauge\n\
@@ -42,7 +46,15 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
          # TYPE beacon_open_anomalies gauge\n\
          beacon_open_anomalies{{kind=\"spike\"}} {}\n\
          beacon_open_anomalies{{kind=\"drop\"}} {}\n\
-         beacon_open_anomalies{{kind=\"dark\"}} {}\n",
+         beacon_open_anomalies{{kind=\"dark\"}} {}\n\
+         # HELP beacon_anomaly_detector_mode The anomaly detector's mode (1 for the current one; all 0 until a detector reported).\n\
+         # TYPE beacon_anomaly_detector_mode gauge\n\
+         beacon_anomaly_detector_mode{{mode=\"learning\"}} {}\n\
+         beacon_anomaly_detector_mode{{mode=\"cautious\"}} {}\n\
+         beacon_anomaly_detector_mode{{mode=\"ready\"}} {}\n\
+         # HELP beacon_anomaly_detector_history_days Days of history the anomaly detector has of the site.\n\
+         # TYPE beacon_anomaly_detector_history_days gauge\n\
+         beacon_anomaly_detector_history_days {}\n",
         live.open_streams(),
         state.ingestor.queued(),
         live.committed_events(),
@@ -55,6 +67,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         open_of("spike"),
         open_of("drop"),
         open_of("dark"),
+        mode_is("learning"),
+        mode_is("cautious"),
+        mode_is("ready"),
+        history_days,
     );
     state.enrichment.write_metrics(&mut body);
     HttpResponse::Ok()

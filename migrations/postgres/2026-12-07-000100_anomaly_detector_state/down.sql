@@ -1,0 +1,1 @@
+DROP TABLE anomaly_detector_state;
