@@ -11,6 +11,7 @@
 #   BENCH_REUSE=1 bench/history.sh         # measure the kept database again
 #                                          # (no load, no rebuild; migrations run)
 #   BENCH_REUSE=1 BENCH_REBUILD=1 bench/history.sh   # … after `rollup --rebuild`
+#   BENCH_BEACON=/tmp/beacon-old BENCH_REUSE=1 bench/history.sh   # another build
 #
 # A kept database records the load's time origin (table bench_meta), so a
 # reused run asks for the same ranges; drop it with
@@ -35,8 +36,14 @@ if pgrep -f bench/ingest.sh >/dev/null; then
   exit 1
 fi
 
-cargo build --release --quiet --bin beacon
-BEACON=${CARGO_TARGET_DIR:-target}/release/beacon
+# BENCH_BEACON: another binary (e.g. a build of the tree before a change),
+# measured as it is; otherwise this tree's release build.
+if [[ -n ${BENCH_BEACON:-} ]]; then
+  BEACON=$BENCH_BEACON
+else
+  cargo build --release --quiet --bin beacon
+  BEACON=${CARGO_TARGET_DIR:-target}/release/beacon
+fi
 
 KEEP=${BENCH_KEEP:-0}
 REUSE=${BENCH_REUSE:-0}

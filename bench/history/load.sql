@@ -7,13 +7,27 @@ DROP INDEX events_session_public_id;
 DROP INDEX events_occurred_at;
 DROP INDEX events_kind_occurred_at;
 
--- Session i starts at t0 + i * step; its events are 30 s apart.
-INSERT INTO sessions (token, user_agent, referrer, entry_url, country, city, first_seen, last_seen)
+-- Session i starts at t0 + i * step; its events are 30 s apart. Sessions
+-- 2k and 2k + 1 (8 s apart) are one visitor (two tabs): 500,000 visitors
+-- for 1M sessions. 30 countries, 60 regions, 100 cities, 6 browsers, 6
+-- systems, 4 device types, as enrichment stores them.
+INSERT INTO sessions (token, user_agent, referrer, entry_url, country, region, city,
+                      browser, browser_version, os, os_version, device, visitor_id,
+                      first_seen, last_seen)
 SELECT 'bench-' || i,
        'Mozilla/5.0 (bench) ' || (i % 7),
        CASE WHEN i % 3 = 0 THEN NULL ELSE 'https://ref' || (i % 20) || '.example/' END,
        'https://site.example/page-' || ((i * 7) % 200),
-       'Country' || (i % 30), 'City' || (i % 100),
+       (ARRAY['US', 'DE', 'GB', 'FR', 'IN', 'BR', 'CA', 'JP', 'NL', 'ES', 'IT', 'PL', 'SE', 'AU',
+              'MX', 'TR', 'CH', 'KR', 'ID', 'AR', 'BE', 'AT', 'DK', 'NO', 'FI', 'IE', 'PT', 'CZ',
+              'ZA', 'NZ'])[i % 30 + 1],
+       'Region' || (i % 60), 'City' || (i % 100),
+       (ARRAY['Chrome', 'Mobile Safari', 'Firefox', 'Edge', 'Samsung Internet', 'Opera'])[(i / 2) % 6 + 1],
+       (100 + i % 30)::text,
+       (ARRAY['Windows', 'iOS', 'Mac OS X', 'Android', 'Linux', 'Chrome OS'])[(i / 2) % 6 + 1],
+       (10 + i % 5)::text,
+       (ARRAY['desktop', 'mobile', 'desktop', 'mobile', 'tablet', 'other'])[(i / 2) % 6 + 1],
+       -1 - i / 2,
        :now_us - 90::bigint * 86400000000 + i * (90::bigint * 86400000000 / :sessions),
        :now_us - 90::bigint * 86400000000 + i * (90::bigint * 86400000000 / :sessions) + 270000000
 FROM generate_series(0, :sessions - 1) AS i;

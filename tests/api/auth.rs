@@ -16,7 +16,7 @@ on_both_backends!(
 
 const TOKEN: &str = "s3cret-read-token";
 
-const READ_PATHS: [&str; 10] = [
+const READ_PATHS: [&str; 16] = [
     "/stream",
     "/sessions",
     "/sessions/some-session",
@@ -26,6 +26,12 @@ const READ_PATHS: [&str; 10] = [
     "/top-pages",
     "/top-referrers",
     "/top-clicks",
+    "/top-countries",
+    "/top-regions",
+    "/top-cities",
+    "/top-browsers",
+    "/top-os",
+    "/top-devices",
     "/metrics",
 ];
 

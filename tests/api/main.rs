@@ -22,3 +22,4 @@ mod shutdown;
 mod stream;
 mod track;
 mod up;
+mod visitors;

@@ -1,9 +1,11 @@
 //! GET /stream: the dashboard's contract, and many clients at once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_store::testing::TestDatabase;
-use serde_json::Value;
+use beacon_model::VisitorProfile;
+use beacon_store::testing::{parse_events, TestDatabase};
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::on_both_backends;
@@ -12,6 +14,9 @@ on_both_backends!(
     stream_opens_with_contract_headers_and_frames_then_reflects_posted_events,
     many_open_streams_all_receive_ticks_and_are_released_on_disconnect,
     live_figures_survive_a_restart,
+    stream_counts_visitors_countries_and_devices_and_never_a_kept_bot,
+    tracked_people_show_by_visitor_country_and_device_and_dropped_bots_by_number,
+    bots_kept_with_keep_bots_count_in_no_live_figure,
 );
 
 async fn open_stream(app: &TestApp) -> reqwest::Response {
@@ -84,6 +89,10 @@ async fn stream_opens_with_contract_headers_and_frames_then_reflects_posted_even
         "events_last_min",
         "top_pages",
         "top_referrers",
+        "top_countries",
+        "top_devices",
+        "bots_last_min",
+        "dropped_last_min",
         "stale",
     ] {
         assert!(snapshot.get(field).is_some(), "{field} in {snapshot}");
@@ -222,5 +231,180 @@ async fn live_figures_survive_a_restart(db: &TestDatabase) {
     assert_eq!(first["events_last_min"], 4);
     assert_eq!(first["recent_events"].as_array().unwrap().len(), 4);
     assert_eq!(first["top_clicks"].as_array().unwrap().len(), 2);
+    app.stop().await;
+}
+
+/// Sessions stored with their profiles (as enrichment gives them) before
+/// the server starts: one visitor in two tabs, one on a phone, one stored
+/// before visitor ids existed, and a crawler kept with `--keep-bots`. The
+/// server's warm-up reads them back; every figure counts people only.
+async fn stream_counts_visitors_countries_and_devices_and_never_a_kept_bot(db: &TestDatabase) {
+    let now: chrono::DateTime<chrono::Utc> = "2026-11-30T10:00:10Z".parse().unwrap();
+    let profile = |visitor: Option<i64>, country: &str, device: &str, bot: bool| {
+        Some(Arc::new(VisitorProfile {
+            visitor_id: visitor,
+            country: Some(country.to_owned()),
+            device: Some(device.to_owned()),
+            bot,
+            ..VisitorProfile::default()
+        }))
+    };
+    let tabs = profile(Some(-11), "FR", "desktop", false);
+    let mut events = Vec::new();
+    for (session, profile) in [
+        ("tab-1", tabs.clone()),
+        ("tab-2", tabs),
+        ("phone", profile(Some(-22), "DE", "mobile", false)),
+        ("old", None),
+        ("crawler", profile(None, "US", "other", true)),
+    ] {
+        let body = json!({"type": "visit", "sessionId": session,
+                          "url": "https://site.example/", "timestamp": "2026-11-30T10:00:05Z"});
+        for event in parse_events(&body.to_string(), now, Some("Mozilla/5.0")) {
+            events.push(match &profile {
+                Some(p) => event.with_profile(Arc::clone(p)),
+                None => event,
+            });
+        }
+    }
+    let store = db.store();
+    tokio::task::spawn_blocking(move || store.insert_batch(&events).unwrap())
+        .await
+        .unwrap();
+
+    let clock = Arc::new(beacon_server::clock::FixedClock::new(now));
+    let app = spawn_config_with_clock(test_config(db), clock);
+    let mut reader = SseReader::new(open_stream(&app).await);
+    assert_eq!(reader.next_data().await.unwrap()["message"], "stream-open");
+    let tick = reader.next_data().await.unwrap();
+    assert_eq!(tick["active_users"], 4, "sessions of people: {tick}");
+    assert_eq!(tick["events_last_min"], 4);
+    assert_eq!(
+        tick["top_pages"],
+        json!([{"url": "https://site.example/", "visitors": 3}]),
+        "two tabs are one visitor, the old session one of its own"
+    );
+    assert_eq!(
+        tick["top_countries"],
+        json!([{"country": "DE", "visitors": 1}, {"country": "FR", "visitors": 1}])
+    );
+    assert_eq!(
+        tick["top_devices"],
+        json!([{"device": "desktop", "visitors": 1}, {"device": "mobile", "visitors": 1}])
+    );
+    assert!(
+        tick["recent_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["session_token"] != "crawler"),
+        "{tick}"
+    );
+    assert_eq!(tick["bots_last_min"], 0);
+    assert_eq!(tick["dropped_last_min"], json!({}));
+    assert_eq!(
+        app.gauge("beacon_events_dropped_total{reason=\"bot\"}")
+            .await,
+        0.0
+    );
+    app.stop().await;
+}
+
+const PHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) \
+     AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+const CURL_UA: &str = "curl/8.5.0";
+
+/// A page view of `session` on `path` five seconds ago, as the pixel sends
+/// it: the browser's user agent in the body and the country the page's
+/// script guessed, by name.
+fn visit(session: &str, path: &str, user_agent: &str, country: &str) -> String {
+    let now = chrono::Utc::now() - chrono::Duration::seconds(5);
+    json!({"type": "visit", "sessionId": session, "url": format!("https://site.example{path}"),
+           "userAgent": user_agent, "data": {"country": country},
+           "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)})
+    .to_string()
+}
+
+/// Through the ingest path, enrichment and all: two tabs of one desktop
+/// browser (one visitor: same address and user agent) from France, a phone
+/// from Germany, and `curl`, which is answered as anyone but dropped.
+async fn tracked_people_show_by_visitor_country_and_device_and_dropped_bots_by_number(
+    db: &TestDatabase,
+) {
+    let app = spawn_app(db);
+    let mut reader = SseReader::new(open_stream(&app).await);
+    for body in [
+        visit("tab-1", "/", BROWSER_UA, "France"),
+        visit("tab-2", "/", BROWSER_UA, "France"),
+        visit("phone", "/", PHONE_UA, "Germany"),
+        visit("crawler", "/", CURL_UA, "United States"),
+    ] {
+        let response = app.post_track(body).await;
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(
+            answer["accepted"], 1,
+            "a bot is answered as anyone: {answer}"
+        );
+    }
+    let tick = until(&mut reader, Duration::from_secs(10), |t| {
+        t["recent_events"].as_array().is_some_and(|r| r.len() == 3) && t["bots_last_min"] == 1
+    })
+    .await;
+    assert_eq!(tick["active_users"], 3, "{tick}");
+    assert_eq!(
+        tick["top_pages"],
+        json!([{"url": "https://site.example/", "visitors": 2}]),
+        "two tabs of one browser are one visitor"
+    );
+    assert_eq!(
+        tick["top_countries"],
+        json!([{"country": "DE", "visitors": 1}, {"country": "FR", "visitors": 1}])
+    );
+    assert_eq!(
+        tick["top_devices"],
+        json!([{"device": "desktop", "visitors": 1}, {"device": "mobile", "visitors": 1}])
+    );
+    assert_eq!(tick["dropped_last_min"], json!({"bot": 1}));
+    assert_eq!(tick["events_last_min"], 3, "the bot's event is no event");
+    assert_eq!(
+        app.gauge("beacon_events_dropped_total{reason=\"bot\"}")
+            .await,
+        1.0
+    );
+    app.stop().await;
+}
+
+/// With `--keep-bots` the crawler's event is stored, flagged, and still in
+/// no live figure; nothing was dropped.
+async fn bots_kept_with_keep_bots_count_in_no_live_figure(db: &TestDatabase) {
+    let app = spawn_app_with(db, |c| c.keep_bots = true);
+    let mut reader = SseReader::new(open_stream(&app).await);
+    for body in [
+        visit("crawler", "/", CURL_UA, "United States"),
+        visit("person", "/", BROWSER_UA, "France"),
+    ] {
+        assert_eq!(app.post_track(body).await.status(), 200);
+    }
+    let tick = until(&mut reader, Duration::from_secs(10), |t| {
+        t["recent_events"].as_array().is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    assert_eq!(app.count().await, 2, "the bot is stored");
+    assert_eq!(tick["active_users"], 1, "{tick}");
+    assert_eq!(tick["events_last_min"], 1);
+    assert_eq!(tick["recent_events"][0]["session_token"], "person");
+    assert_eq!(tick["recent_events"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        tick["top_countries"],
+        json!([{"country": "FR", "visitors": 1}])
+    );
+    assert_eq!(
+        (
+            tick["bots_last_min"].clone(),
+            tick["dropped_last_min"].clone()
+        ),
+        (json!(0), json!({}))
+    );
     app.stop().await;
 }

@@ -19,6 +19,13 @@ if [[ ! -x $chromium ]]; then
     echo "FAIL: no Chromium at $chromium"
     exit 1
 fi
+# Country flags are emoji: without a colour emoji font the screenshots (the
+# README's picture among them) show empty boxes. Cosmetic, so best effort.
+if ! fc-list 2>/dev/null | grep -qi "color emoji"; then
+    echo "==> installing Debian's fonts-noto-color-emoji (flags in screenshots)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-color-emoji >/dev/null 2>&1 \
+        || echo "note: no emoji font; flags show as boxes in screenshots"
+fi
 
 venv=target/browser-venv
 if ! cmp -s tests/browser/requirements.txt "$venv/requirements.txt"; then

@@ -5,6 +5,7 @@ works at desktop and phone width."""
 
 import csv
 import io
+import urllib.error
 import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -73,6 +74,18 @@ def sign_in(page, beacon, token=TOKEN):
     page.press("#token", "Enter")  # the keyboard alone signs in
 
 
+# The history's lists by place, browser, system and device, and their item.
+OPTIONAL_TOPS = {"top-countries": "country", "top-browsers": "browser", "top-os": "os", "top-devices": "device"}
+
+
+def rows_of(page, table):
+    """`[item, number, ...]` of a table's rows: the item as the data
+    (`data-item`: a country's code, not its flag and name)."""
+    return page.eval_on_selector_all(
+        f"{table} tbody tr", "rows => rows.filter(r => r.querySelector('td.num')).map(r => "
+        "[r.querySelector('td.item').dataset.item, ...[...r.querySelectorAll('td.num')].map(c => Number(c.dataset.value))])")
+
+
 def history_loaded(page):
     expect(page.locator("#history")).to_have_attribute("aria-busy", "false")
     return page.evaluate("({...document.getElementById('history').dataset})")
@@ -106,6 +119,18 @@ def check_history_against_api(page, beacon):
             f"#{table} tbody tr", "rows => rows.filter(r => r.querySelector('td.num')).map(r => "
             "[r.querySelector('td.item').textContent, ...[...r.querySelectorAll('td.num')].map(c => Number(c.dataset.value))])")
         assert shown_items == [[i[key], i["count"], i["visitors"]] for i in items], table
+
+    # The lists by place, browser, system and device: shown as the API has
+    # them, or, on a Beacon without them (404), not shown at all. Either way
+    # something is checked; which one depends on the server under test.
+    for table, key in OPTIONAL_TOPS.items():
+        try:
+            items = beacon.request(f"/{table}", dict(params, limit=10))["items"]
+        except urllib.error.HTTPError as error:
+            assert error.code == 404, table
+            expect(page.locator(f"#{table}")).to_have_count(0)
+            continue
+        assert rows_of(page, f"#{table}") == [[i[key], i["count"], i["visitors"]] for i in items], table
 
     sessions = beacon.request("/sessions", {"from": shown["from"], "to": shown["to"], "limit": 25})["sessions"]
     assert page.eval_on_selector_all("#sessions tbody tr[data-token]", "rs => rs.map(r => r.dataset.token)") == [
@@ -238,7 +263,8 @@ def test_the_dashboard_fits_desktop_and_phone_widths_in_both_colour_schemes(new_
     assert page.evaluate("document.documentElement.scrollWidth") <= width, "no sideways scrolling"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"dashboard-{width}-{scheme}.png"), full_page=True)
-    # The first screen, as in the README (docs/images/dashboard.png).
+    # The first screen (the README's picture is the one of
+    # test_the_live_panel_shows_countries_devices_and_the_bots_filtered).
     page.screenshot(path=str(SCREENSHOTS / f"dashboard-{width}-{scheme}-first-screen.png"))
 
 
@@ -296,3 +322,71 @@ def test_the_keyboard_alone_reaches_and_opens_a_session(new_page, beacon):
     page.keyboard.press("Enter")
     expect(page.locator("#timeline")).to_be_visible()
     assert page.evaluate("document.activeElement.id") == "timeline-title", "focus moves to the timeline"
+
+
+# People as the pixel reports them: (session, user agent, the country the
+# page's script guessed, page). tab-1 and tab-2 are one browser's two tabs:
+# one visitor (same address, same user agent).
+LINUX_CHROME = USER_AGENT
+WINDOWS_EDGE = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0")
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+          "Version/17.5 Mobile/15E148 Safari/604.1")
+IPAD = ("Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/17.5 Mobile/15E148 Safari/604.1")
+ANDROID = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/131.0.0.0 Mobile Safari/537.36")
+PEOPLE = [
+    ("tab-1", LINUX_CHROME, "France", "/pricing"),
+    ("tab-2", LINUX_CHROME, "France", "/pricing"),
+    ("phone", IPHONE, "Germany", "/"),
+    ("laptop", WINDOWS_EDGE, "United States", "/"),
+    ("ipad", IPAD, "United Kingdom", "/blog"),
+    ("commute", ANDROID, "Japan", "/"),
+]
+
+
+def test_the_live_panel_shows_countries_devices_and_the_bots_filtered(new_page):
+    server = Beacon(token=None)
+    try:
+        page = new_page(width=1920, height=1080)
+        page.goto(server.url("/"))
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+        # Nothing dropped yet: the count says so rather than hiding.
+        expect(page.locator("#live-bots")).to_be_visible()
+        expect(page.locator("#live-bots")).to_have_text("0 bot hits filtered in the last minute")
+
+        events = [{"type": "visit", "sessionId": session, "url": f"https://site.example{path}",
+                   "referrer": "https://www.google.com/", "userAgent": agent, "data": {"country": country}}
+                  for session, agent, country, path in PEOPLE]
+        events.append({"type": "click", "sessionId": "tab-1", "url": "https://site.example/pricing",
+                       "userAgent": LINUX_CHROME, "data": {"label": "Buy"}})
+        # A crawler is answered as anyone, dropped, and counted.
+        events.append({"type": "visit", "sessionId": "crawler", "url": "https://site.example/",
+                       "userAgent": "Googlebot/2.1 (+http://www.google.com/bot.html)"})
+        assert server.track(events)["accepted"] == len(events)
+
+        expect(page.locator("#live-top_countries tbody td.num")).to_have_count(5)
+        # One visitor per country (two tabs are one visitor), the crawler in none.
+        assert rows_of(page, "#live-top_countries") == [["DE", 1], ["FR", 1], ["GB", 1], ["JP", 1], ["US", 1]]
+        expect(page.locator("#live-top_countries td.item").nth(1)).to_have_text("🇫🇷France (FR)")
+        assert rows_of(page, "#live-top_devices") == [["desktop", 2], ["mobile", 2], ["tablet", 1]]
+        expect(page.locator("#live-top_devices td.item").first).to_have_text("Desktop")
+        assert rows_of(page, "#live-top_pages") == [
+            ["https://site.example/", 3], ["https://site.example/blog", 1], ["https://site.example/pricing", 1],
+        ]
+        assert rows_of(page, "#live-top_clicks") == [["Buy", 1]]
+        expect(page.locator("#live-active")).to_have_attribute("data-value", "6")
+        expect(page.locator("#feed li")).to_have_count(7)
+        expect(page.locator("#live-bots")).to_have_attribute("data-value", "1")
+        expect(page.locator("#live-bots")).to_have_text("1 bot hit filtered in the last minute")
+        # Today's history, once the rollups hold these visits.
+        server.wait_for(lambda: server.request("/stats/daily", {"tz": TIMEZONE})["totals"]["page_views"] == 6,
+                        "the rollups")
+        page.select_option("#range", "today")
+        expect(page.locator("#total-page_views")).to_have_attribute("data-value", "6")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        # The README's picture: cp this file to docs/images/dashboard.png.
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-profiles-1920-light-first-screen.png"))
+    finally:
+        server.stop()

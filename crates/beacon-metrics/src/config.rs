@@ -29,6 +29,10 @@ pub struct LiveConfig {
     pub top_pages: usize,
     /// Length of `top_referrers` (5).
     pub top_referrers: usize,
+    /// Length of `top_countries` (10).
+    pub top_countries: usize,
+    /// Length of `top_devices` (5).
+    pub top_devices: usize,
     /// Most sessions tracked at once; events of further new sessions are
     /// left out of the session-based figures and counted in
     /// [`LiveStats::dropped_sessions`](crate::LiveStats) (1,000,000).
@@ -42,6 +46,13 @@ pub struct LiveConfig {
     /// Urls and referrers are truncated to this many bytes, at a char
     /// boundary, before interning (2048).
     pub max_url_bytes: usize,
+    /// Countries, device types and drop reasons are truncated to this many
+    /// bytes, at a char boundary (64).
+    pub max_tag_bytes: usize,
+    /// Most distinct reasons of dropped events counted at once; drops for a
+    /// further reason are counted in
+    /// [`LiveStats::dropped_reasons`](crate::LiveStats) only (16).
+    pub max_drop_reasons: usize,
 }
 
 impl Default for LiveConfig {
@@ -56,10 +67,14 @@ impl Default for LiveConfig {
             recent_events: 25,
             top_pages: 5,
             top_referrers: 5,
+            top_countries: 10,
+            top_devices: 5,
             max_sessions: 1_000_000,
             max_labels: 10_000,
             max_label_bytes: 256,
             max_url_bytes: 2048,
+            max_tag_bytes: 64,
+            max_drop_reasons: 16,
         }
     }
 }

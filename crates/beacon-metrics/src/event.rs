@@ -34,6 +34,17 @@ pub struct LiveEvent<'a> {
     /// Parsed only when a snapshot shows the event; text that is not valid
     /// JSON shows as `null`.
     pub metadata: &'a str,
+    /// The visitor behind the session (the server's daily visitor id);
+    /// `None`: the session is its own visitor (a session stored before
+    /// visitor ids existed). Sessions with the same visitor count once in
+    /// every `visitors` figure.
+    pub visitor: Option<i64>,
+    /// The session's country (the server gives ISO 3166-1 alpha-2 codes),
+    /// if known.
+    pub country: Option<&'a str>,
+    /// The session's device type (the server gives `desktop`, `mobile`,
+    /// `tablet` or `other`), if known.
+    pub device: Option<&'a str>,
 }
 
 /// Event type of a page view.
@@ -44,6 +55,9 @@ pub const KIND_CLICK: &str = "click";
 pub const KIND_SESSION_END: &str = "session_end";
 /// Label of a click whose `metadata["label"]` is absent or not a string.
 pub const UNKNOWN_LABEL: &str = "unknown";
+/// Reason of [`LiveMetrics::record_dropped`](crate::LiveMetrics::record_dropped)
+/// for traffic recognised as a bot; shown as `bots_last_min`.
+pub const DROP_BOT: &str = "bot";
 
 impl LiveEvent<'_> {
     /// The click label, or [`UNKNOWN_LABEL`] when there is none.

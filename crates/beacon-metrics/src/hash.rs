@@ -57,3 +57,18 @@ impl Hasher for IdHasher {
         self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
+
+/// A randomly seeded hasher for visitor ids, which another service may take
+/// from its clients (the server's are keyed hashes nobody can choose):
+/// foldhash, for the reasons given above.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct VisitorHasher(foldhash::fast::RandomState);
+
+impl VisitorHasher {
+    /// Hash of a visitor id.
+    pub(crate) fn visitor(&self, visitor: i64) -> u64 {
+        let mut h = self.0.build_hasher();
+        h.write_i64(visitor);
+        h.finish()
+    }
+}

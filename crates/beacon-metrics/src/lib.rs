@@ -3,6 +3,7 @@
 pub mod anomaly;
 mod chunks;
 mod config;
+mod dropped;
 mod event;
 mod hash;
 mod intern;
@@ -14,11 +15,15 @@ mod sessions;
 mod snapshot;
 mod time;
 mod topk;
+mod visitors;
 
 #[cfg(test)]
 mod tests;
 
 pub use config::LiveConfig;
-pub use event::{LiveEvent, KIND_CLICK, KIND_SESSION_END, KIND_VISIT, UNKNOWN_LABEL};
+pub use event::{LiveEvent, DROP_BOT, KIND_CLICK, KIND_SESSION_END, KIND_VISIT, UNKNOWN_LABEL};
 pub use live::{LiveMetrics, LiveStats};
-pub use snapshot::{LabelCount, PageVisitors, RecentEvent, ReferrerVisitors, Snapshot};
+pub use snapshot::{
+    CountryVisitors, DeviceVisitors, LabelCount, PageVisitors, RecentEvent, ReferrerVisitors,
+    Snapshot,
+};

@@ -3,15 +3,20 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::{secs_ceil, LiveConfig};
-use crate::event::{truncate, LiveEvent, KIND_CLICK, KIND_VISIT};
+use crate::dropped::Dropped;
+use crate::event::{truncate, LiveEvent, DROP_BOT, KIND_CLICK, KIND_VISIT};
 use crate::recent::Recent;
 use crate::ring::{ClickRing, SecondRing};
 use crate::sessions::{Sessions, Touch};
-use crate::snapshot::{LabelCount, PageVisitors, ReferrerVisitors, Snapshot};
+use crate::snapshot::{
+    CountryVisitors, DeviceVisitors, LabelCount, PageVisitors, ReferrerVisitors, Snapshot,
+};
 use crate::time::{ceil_div, millis, second_key};
+use crate::visitors::{COUNTRY, DEVICE, REFERRER, URL};
 
 /// Live aggregation of committed events: active users, last-minute counts,
-/// top clicks, recent events, top pages and referrers.
+/// top clicks, recent events, top pages, referrers, countries and devices,
+/// and the events the caller dropped before storage.
 ///
 /// Pure and single-threaded: no clock, no I/O, no locks (wrap it in a
 /// `Mutex` to share it). Memory is bounded by the configuration (see the
@@ -34,9 +39,11 @@ pub struct LiveMetrics {
     clicks: ClickRing,
     sessions: Sessions,
     recent: Recent,
+    dropped: Dropped,
     rejected_future: u64,
     dropped_sessions: u64,
     dropped_labels: u64,
+    dropped_reasons: u64,
 }
 
 /// Sizes and drop counters of a [`LiveMetrics`], for tests and monitoring.
@@ -51,6 +58,13 @@ pub struct LiveStats {
     pub interned_urls: usize,
     /// Distinct referrers held by tracked sessions.
     pub interned_referrers: usize,
+    /// Distinct countries held by tracked sessions.
+    pub interned_countries: usize,
+    /// Distinct device types held by tracked sessions.
+    pub interned_devices: usize,
+    /// Distinct visitor ids among the active sessions (sessions without
+    /// one are not counted here).
+    pub active_visitor_ids: usize,
     /// Distinct click labels in the click window.
     pub interned_labels: usize,
     /// Events held for `recent_events`.
@@ -62,6 +76,9 @@ pub struct LiveStats {
     pub dropped_sessions: u64,
     /// Clicks with a new label refused because `max_labels` was reached.
     pub dropped_labels: u64,
+    /// Calls of [`LiveMetrics::record_dropped`] with a new reason refused
+    /// because `max_drop_reasons` was reached.
+    pub dropped_reasons: u64,
 }
 
 impl LiveMetrics {
@@ -77,13 +94,15 @@ impl LiveMetrics {
         let future_buckets = ceil_div(future_s * 1000, click_bucket_ms);
         let ring_len = |w: i64, f: i64| usize::try_from(w + f + 2).unwrap_or(usize::MAX);
         let mut config = config;
-        config.max_sessions = config.max_sessions.min(u32::MAX as usize - 2);
+        // Session indices stay below the visitors' paired flag (2^31).
+        config.max_sessions = config.max_sessions.min((1 << 31) - 2);
         config.max_labels = config.max_labels.min(u32::MAX as usize - 2);
         Self {
             minute: SecondRing::new(ring_len(minute_s, future_s)),
             clicks: ClickRing::new(ring_len(click_buckets, future_buckets)),
             sessions: Sessions::new(ring_len(active_s, future_s)),
             recent: Recent::new(config.recent_events),
+            dropped: Dropped::new(minute_s),
             config,
             active_s,
             minute_s,
@@ -95,6 +114,7 @@ impl LiveMetrics {
             rejected_future: 0,
             dropped_sessions: 0,
             dropped_labels: 0,
+            dropped_reasons: 0,
         }
     }
 
@@ -135,17 +155,36 @@ impl LiveMetrics {
             }
         }
         if clock.is_none_or(|c| key > c - self.active_s) {
-            let touched = self.sessions.touch(
-                event,
-                ts,
-                self.config.max_sessions,
-                self.config.max_url_bytes,
-            );
+            let touched = self.sessions.touch(event, ts, &self.config);
             if touched == Touch::Full {
                 self.dropped_sessions += 1;
             }
         }
         self.recent.push(event);
+    }
+
+    /// Counts `n` events that the caller dropped before storage at `now`,
+    /// for `reason` (cut to `max_tag_bytes`): they show as
+    /// `dropped_last_min` (and, for [`DROP_BOT`], `bots_last_min`) for a
+    /// minute window.
+    ///
+    /// Advances the clock to `now` first, as [`expire`](Self::expire) does;
+    /// the drops count at the clock (an earlier `now` counts as the
+    /// clock's). A new reason beyond `max_drop_reasons` held at once is
+    /// refused and counted in [`LiveStats::dropped_reasons`].
+    pub fn record_dropped(&mut self, reason: &str, n: u64, now: DateTime<Utc>) {
+        self.expire(now);
+        let Some(clock) = self.clock else { return };
+        if n == 0 {
+            return;
+        }
+        let reason = truncate(reason, self.config.max_tag_bytes);
+        if !self
+            .dropped
+            .add(reason, clock, n, self.config.max_drop_reasons)
+        {
+            self.dropped_reasons += 1;
+        }
     }
 
     /// Advances the clock to `now` and evicts what left every window.
@@ -172,6 +211,7 @@ impl LiveMetrics {
             .expire(end_bucket - self.click_buckets, max_bucket);
         self.sessions
             .expire(clock - self.active_s, first.then_some(max_key));
+        self.dropped.expire(clock, self.minute_s);
     }
 
     /// Expires state at `now`, then returns the figures at `now`.
@@ -202,7 +242,7 @@ impl LiveMetrics {
             events_last_min: events,
             top_pages: self
                 .sessions
-                .top_pages(self.config.top_pages)
+                .top(URL, self.config.top_pages)
                 .into_iter()
                 .map(|(url, visitors)| PageVisitors {
                     url: url.to_owned(),
@@ -211,12 +251,36 @@ impl LiveMetrics {
                 .collect(),
             top_referrers: self
                 .sessions
-                .top_referrers(self.config.top_referrers)
+                .top(REFERRER, self.config.top_referrers)
                 .into_iter()
                 .map(|(referrer, visitors)| ReferrerVisitors {
                     referrer: referrer.to_owned(),
                     visitors,
                 })
+                .collect(),
+            top_countries: self
+                .sessions
+                .top(COUNTRY, self.config.top_countries)
+                .into_iter()
+                .map(|(country, visitors)| CountryVisitors {
+                    country: country.to_owned(),
+                    visitors,
+                })
+                .collect(),
+            top_devices: self
+                .sessions
+                .top(DEVICE, self.config.top_devices)
+                .into_iter()
+                .map(|(device, visitors)| DeviceVisitors {
+                    device: device.to_owned(),
+                    visitors,
+                })
+                .collect(),
+            bots_last_min: self.dropped.count(DROP_BOT, clock, self.minute_s),
+            dropped_last_min: self
+                .dropped
+                .counts(clock, self.minute_s)
+                .map(|(reason, n)| (reason.to_owned(), n))
                 .collect(),
         }
     }
@@ -229,17 +293,21 @@ impl LiveMetrics {
 
     /// Sizes and drop counters.
     pub fn stats(&self) -> LiveStats {
-        let (interned_urls, interned_referrers) = self.sessions.interned();
+        let interned = self.sessions.interned();
         LiveStats {
             active_sessions: self.sessions.active(),
             tracked_sessions: self.sessions.tracked(),
-            interned_urls,
-            interned_referrers,
+            interned_urls: interned[URL],
+            interned_referrers: interned[REFERRER],
+            interned_countries: interned[COUNTRY],
+            interned_devices: interned[DEVICE],
+            active_visitor_ids: self.sessions.visitor_ids(),
             interned_labels: self.clicks.labels(),
             recent_events: self.recent.len(),
             rejected_future: self.rejected_future,
             dropped_sessions: self.dropped_sessions,
             dropped_labels: self.dropped_labels,
+            dropped_reasons: self.dropped_reasons,
         }
     }
 
@@ -254,5 +322,6 @@ impl LiveMetrics {
             + self.clicks.memory_bytes()
             + self.sessions.memory_bytes()
             + self.recent.memory_bytes()
+            + self.dropped.memory_bytes()
     }
 }

@@ -1,17 +1,18 @@
 //! Per-session state, the timer wheel that evicts it, and the incremental
-//! active-user, per-url and per-referrer visitor counts.
+//! active-user count and per-url, -referrer, -country and -device visitor
+//! counts (distinct visitors: `visitors.rs`).
 
 use hashbrown::HashTable;
 
 use crate::chunks::ChunkVec;
+use crate::config::LiveConfig;
 use crate::event::{truncate, LiveEvent, KIND_SESSION_END};
 use crate::hash::StrHasher;
-use crate::intern::{self, Id, Interner};
+use crate::intern::{self, Interner};
 use crate::mem;
 use crate::time::second_key;
+use crate::visitors::{Dims, Idx, Values, Visitors, COUNTRY, DEVICE, DIMS, REFERRER, URL};
 
-/// Index of a session slot.
-type Idx = u32;
 /// End of a wheel list.
 const NIL: Idx = u32::MAX;
 /// Longest token kept inside the slot.
@@ -62,8 +63,7 @@ const FREE_TOKEN: Token = Token::Inline {
     bytes: [0; INLINE],
 };
 
-/// What one session needs for `active_users`, `top_pages` and `top_referrers`
-/// (80 bytes).
+/// What one session needs for `active_users` and the top lists (96 bytes).
 ///
 /// `latest` and `active` encode what the README defines with two
 /// timestamps, the latest non-`session_end` event `L` and the latest
@@ -80,14 +80,19 @@ struct Session {
     url_at: (i64, i64),
     /// `(timestamp ms, id)` of the event that gave `referrer`: the earliest one.
     referrer_at: (i64, i64),
-    url: Id,
-    referrer: Id,
+    /// Url, referrer, country and device type (see `visitors.rs`).
+    dims: Dims,
+    /// The visitor, when `has_visitor`.
+    visitor: i64,
     /// Next session on the same wheel list.
     next: Idx,
     /// Some activity and no `session_end` at or after it. (Whether that
     /// activity is inside the window is the wheel's job: a session still in
     /// the table after `expire` has its retention key in it.)
     active: bool,
+    /// Whether an event gave the session a visitor id (else it is a
+    /// visitor of its own).
+    has_visitor: bool,
 }
 
 impl Session {
@@ -95,6 +100,10 @@ impl Session {
     /// event of any kind.
     fn retention_key(&self) -> i64 {
         second_key(self.latest)
+    }
+
+    fn visitor(&self) -> Option<i64> {
+        self.has_visitor.then_some(self.visitor)
     }
 }
 
@@ -111,9 +120,10 @@ impl Session {
 /// under the hash of its token, and `tracked` counts them; every live slot
 /// is on exactly one wheel list, that of a key `k` with
 /// `walked < k <= retention_key` taken mod the wheel length; `active` is
-/// the number of live slots with `active`; a url's (referrer's) interner
-/// count is the number of active sessions at it, and its reference count
-/// the number of live sessions at it.
+/// the number of live slots with `active`; a value's (url, referrer,
+/// country, device) interner count is the number of distinct visitors among
+/// the active sessions at it (`visitors.rs`), and its reference count the
+/// number of live sessions at it.
 #[derive(Debug)]
 pub(crate) struct Sessions {
     /// Slot indices, found by the hash of their token.
@@ -129,8 +139,8 @@ pub(crate) struct Sessions {
     tracked: usize,
     active: usize,
     token_bytes: usize,
-    urls: Interner,
-    referrers: Interner,
+    values: Values,
+    visitors: Visitors,
 }
 
 /// Outcome of [`Sessions::touch`].
@@ -155,8 +165,8 @@ impl Sessions {
             tracked: 0,
             active: 0,
             token_bytes: 0,
-            urls: Interner::default(),
-            referrers: Interner::default(),
+            values: Default::default(),
+            visitors: Visitors::default(),
         }
     }
 
@@ -173,13 +183,7 @@ impl Sessions {
     }
 
     /// Applies one event to its session, creating the session if needed.
-    pub(crate) fn touch(
-        &mut self,
-        ev: &LiveEvent<'_>,
-        ts: i64,
-        max_sessions: usize,
-        max_url: usize,
-    ) -> Touch {
+    pub(crate) fn touch(&mut self, ev: &LiveEvent<'_>, ts: i64, config: &LiveConfig) -> Touch {
         let token = ev.session.as_bytes();
         let hash = self.hasher.hash_bytes(token);
         let slots = &self.slots;
@@ -189,7 +193,7 @@ impl Sessions {
         {
             Some(&i) => (i, false),
             None => {
-                if self.tracked >= max_sessions {
+                if self.tracked >= config.max_sessions {
                     return Touch::Full;
                 }
                 (self.insert(ev.session, hash), true)
@@ -197,7 +201,8 @@ impl Sessions {
         };
         let s = &mut self.slots[idx as usize];
         let was_active = s.active;
-        let (old_url, old_ref) = (s.url, s.referrer);
+        let old_visitor = s.visitor();
+        let old = s.dims;
 
         if ev.kind == KIND_SESSION_END {
             if ts >= s.latest {
@@ -209,46 +214,67 @@ impl Sessions {
             s.active = true;
         }
         let at = (ts, ev.id);
-        let mut new_url = old_url;
+        let mut dims = old;
+        let values = &mut self.values;
         if let Some(u) = ev.url.filter(|u| !u.is_empty()) {
             if at > s.url_at {
                 s.url_at = at;
-                let u = truncate(u, max_url);
-                if old_url == intern::NONE || self.urls.text(old_url) != u {
-                    new_url = self.urls.acquire(u);
-                }
+                set(&mut values[URL], &mut dims[URL], u, config.max_url_bytes);
             }
         }
-        let mut new_ref = old_ref;
         if let Some(r) = ev.referrer.filter(|r| !r.is_empty()) {
             if at < s.referrer_at {
                 s.referrer_at = at;
-                let r = truncate(r, max_url);
-                if old_ref == intern::NONE || self.referrers.text(old_ref) != r {
-                    new_ref = self.referrers.acquire(r);
+                set(
+                    &mut values[REFERRER],
+                    &mut dims[REFERRER],
+                    r,
+                    config.max_url_bytes,
+                );
+            }
+        }
+        // Attributes of the session: the first event that has one sets it.
+        let tag = config.max_tag_bytes;
+        for (d, value) in [(COUNTRY, ev.country), (DEVICE, ev.device)] {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                if dims[d] == intern::NONE {
+                    set(&mut values[d], &mut dims[d], v, tag);
                 }
             }
         }
-        s.url = new_url;
-        s.referrer = new_ref;
+        if let (false, Some(v)) = (s.has_visitor, ev.visitor) {
+            s.visitor = v;
+            s.has_visitor = true;
+        }
+        s.dims = dims;
         let now_active = s.active;
+        let visitor = s.visitor();
 
-        if was_active != now_active || old_url != new_url || old_ref != new_ref {
+        let Self {
+            slots,
+            values,
+            visitors,
+            active,
+            ..
+        } = self;
+        if was_active != now_active || old_visitor != visitor {
             if was_active {
-                self.active -= 1;
-                sub_visitor(&mut self.urls, old_url);
-                sub_visitor(&mut self.referrers, old_ref);
+                *active -= 1;
+                visitors.sub(idx, old_visitor, &old, values);
             }
             if now_active {
-                self.active += 1;
-                add_visitor(&mut self.urls, new_url);
-                add_visitor(&mut self.referrers, new_ref);
+                *active += 1;
+                visitors.add(idx, visitor, &dims, values, |i| slots[i as usize].dims);
             }
-            if old_url != new_url && old_url != intern::NONE {
-                self.urls.release(old_url);
-            }
-            if old_ref != new_ref && old_ref != intern::NONE {
-                self.referrers.release(old_ref);
+        } else if now_active && old != dims {
+            // The common change of an active session: a new page.
+            visitors.moved(visitor, &old, &dims, values);
+        }
+        if old != dims {
+            for d in 0..DIMS {
+                if old[d] != dims[d] && old[d] != intern::NONE {
+                    values[d].release(old[d]);
+                }
             }
         }
         if new {
@@ -269,10 +295,11 @@ impl Sessions {
             latest: i64::MIN,
             url_at: (i64::MIN, i64::MIN),
             referrer_at: (i64::MAX, i64::MAX),
-            url: intern::NONE,
-            referrer: intern::NONE,
+            dims: [intern::NONE; DIMS],
+            visitor: 0,
             next: NIL,
             active: false,
+            has_visitor: false,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -297,11 +324,11 @@ impl Sessions {
     /// Frees a session already taken off its wheel list.
     fn remove(&mut self, idx: Idx) {
         let s = &mut self.slots[idx as usize];
-        let (url, referrer, active) = (s.url, s.referrer, s.active);
-        s.url = intern::NONE;
-        s.referrer = intern::NONE;
+        let (dims, active, visitor) = (s.dims, s.active, s.visitor());
+        s.dims = [intern::NONE; DIMS];
         s.latest = i64::MIN;
         s.active = false;
+        s.has_visitor = false;
         s.next = NIL;
         let token = std::mem::replace(&mut s.token, FREE_TOKEN);
         self.token_bytes -= token.heap_bytes();
@@ -312,14 +339,12 @@ impl Sessions {
         }
         if active {
             self.active -= 1;
-            sub_visitor(&mut self.urls, url);
-            sub_visitor(&mut self.referrers, referrer);
+            self.visitors.sub(idx, visitor, &dims, &mut self.values);
         }
-        if url != intern::NONE {
-            self.urls.release(url);
-        }
-        if referrer != intern::NONE {
-            self.referrers.release(referrer);
+        for (values, id) in self.values.iter_mut().zip(dims) {
+            if id != intern::NONE {
+                values.release(id);
+            }
         }
         self.free.push(idx);
     }
@@ -383,8 +408,10 @@ impl Sessions {
                 hasher.hash_bytes(slots[i as usize].token.as_bytes())
             });
         }
-        self.urls.shrink();
-        self.referrers.shrink();
+        for values in &mut self.values {
+            values.shrink();
+        }
+        self.visitors.shrink();
     }
 
     /// Sessions counted in `active_users`.
@@ -397,19 +424,24 @@ impl Sessions {
         self.tracked
     }
 
-    /// `(distinct urls, distinct referrers)` held by tracked sessions.
-    pub(crate) fn interned(&self) -> (usize, usize) {
-        (self.urls.len(), self.referrers.len())
+    /// Distinct values per dimension held by tracked sessions.
+    pub(crate) fn interned(&self) -> [usize; DIMS] {
+        [0, 1, 2, 3].map(|d| self.values[d].len())
     }
 
-    /// Top `n` urls by active visitors.
-    pub(crate) fn top_pages(&self, n: usize) -> Vec<(&str, u64)> {
-        top(&self.urls, n)
+    /// Distinct visitor ids with an active session.
+    pub(crate) fn visitor_ids(&self) -> usize {
+        self.visitors.len()
     }
 
-    /// Top `n` referrers by active visitors.
-    pub(crate) fn top_referrers(&self, n: usize) -> Vec<(&str, u64)> {
-        top(&self.referrers, n)
+    /// Top `n` values of dimension `dim` by distinct active visitors.
+    pub(crate) fn top(&self, dim: usize, n: usize) -> Vec<(&str, u64)> {
+        crate::topk::top_k(
+            self.values[dim]
+                .counted()
+                .map(|(_, text, c)| (text, u64::from(c))),
+            n,
+        )
     }
 
     /// Heap bytes: table, slots, wheel, tokens, urls and referrers.
@@ -419,23 +451,21 @@ impl Sessions {
             + mem::vec::<Idx>(self.free.capacity())
             + mem::vec::<Idx>(self.wheel.capacity())
             + self.token_bytes
-            + self.urls.memory_bytes()
-            + self.referrers.memory_bytes()
+            + self
+                .values
+                .iter()
+                .map(Interner::memory_bytes)
+                .sum::<usize>()
+            + self.visitors.memory_bytes()
     }
 }
 
-fn top(table: &Interner, n: usize) -> Vec<(&str, u64)> {
-    crate::topk::top_k(table.counted().map(|(_, text, c)| (text, u64::from(c))), n)
-}
-
-fn add_visitor(table: &mut Interner, id: Id) {
-    if id != intern::NONE {
-        table.add_count(id, 1);
-    }
-}
-
-fn sub_visitor(table: &mut Interner, id: Id) {
-    if id != intern::NONE {
-        table.sub_count(id, 1);
+/// Points `id` at the interned `text` cut to `max` bytes, taking a
+/// reference on it, unless it is there already (the caller releases the
+/// old one).
+fn set(values: &mut Interner, id: &mut intern::Id, text: &str, max: usize) {
+    let text = truncate(text, max);
+    if *id == intern::NONE || values.text(*id) != text {
+        *id = values.acquire(text);
     }
 }

@@ -1,5 +1,7 @@
 //! The live figures pushed to dashboards on every tick.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -8,7 +10,8 @@ use crate::event::LiveEvent;
 /// The live figures at one instant; serializes to the `/stream` payload.
 ///
 /// JSON names are part of the wire contract and never change; fields may be
-/// added.
+/// added (those added later default when absent, so older payloads still
+/// deserialize).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The `now` of the snapshot, as RFC 3339 UTC with whole seconds
@@ -30,6 +33,20 @@ pub struct Snapshot {
     pub top_pages: Vec<PageVisitors>,
     /// First referrers of active sessions, by visitors desc then referrer asc.
     pub top_referrers: Vec<ReferrerVisitors>,
+    /// Countries of active sessions, by visitors desc then country asc.
+    #[serde(default)]
+    pub top_countries: Vec<CountryVisitors>,
+    /// Device types of active sessions, by visitors desc then device asc.
+    #[serde(default)]
+    pub top_devices: Vec<DeviceVisitors>,
+    /// Events dropped as bots ([`DROP_BOT`](crate::DROP_BOT)) in the minute
+    /// window of the caller's clock.
+    #[serde(default)]
+    pub bots_last_min: u64,
+    /// Events dropped in the minute window, per reason (only reasons with
+    /// drops; `"bot"` is `bots_last_min`).
+    #[serde(default)]
+    pub dropped_last_min: BTreeMap<String, u64>,
 }
 
 /// One entry of `top_clicks`.
@@ -46,7 +63,8 @@ pub struct LabelCount {
 pub struct PageVisitors {
     /// The page url.
     pub url: String,
-    /// Active sessions whose latest url is this one (at least 1).
+    /// Distinct visitors among the active sessions whose latest url is this
+    /// one (at least 1).
     pub visitors: u64,
 }
 
@@ -55,7 +73,29 @@ pub struct PageVisitors {
 pub struct ReferrerVisitors {
     /// The referrer.
     pub referrer: String,
-    /// Active sessions whose first referrer is this one (at least 1).
+    /// Distinct visitors among the active sessions whose first referrer is
+    /// this one (at least 1).
+    pub visitors: u64,
+}
+
+/// One entry of `top_countries`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountryVisitors {
+    /// The country (an ISO 3166-1 alpha-2 code, from the server).
+    pub country: String,
+    /// Distinct visitors among the active sessions from this country (at
+    /// least 1).
+    pub visitors: u64,
+}
+
+/// One entry of `top_devices`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceVisitors {
+    /// The device type (`desktop`, `mobile`, `tablet` or `other`, from the
+    /// server).
+    pub device: String,
+    /// Distinct visitors among the active sessions on this device type (at
+    /// least 1).
     pub visitors: u64,
 }
 

@@ -41,6 +41,9 @@ fn ev(id: i64, kind: &str, session: &str, ms: i64) -> Ev {
         referrer: None,
         timestamp: at(ms),
         metadata: json!({}),
+        visitor: None,
+        country: None,
+        device: None,
     }
 }
 
@@ -390,6 +393,9 @@ fn snapshot_serializes_to_the_stream_contract() {
         referrer: Some("https://www.google.com/".into()),
         timestamp: at(1_000),
         metadata: json!({"country": "FR"}),
+        visitor: Some(-7),
+        country: Some("FR".into()),
+        device: Some("desktop".into()),
     });
     m.feed(Ev {
         id: 4,
@@ -399,12 +405,26 @@ fn snapshot_serializes_to_the_stream_contract() {
         referrer: None,
         timestamp: at(4_250),
         metadata: json!({"label": "Projects"}),
+        visitor: Some(-7),
+        country: Some("FR".into()),
+        device: Some("desktop".into()),
     });
+    m.record_dropped("bot", 3, at(5_000));
     let s = m.snapshot(at(5_999));
-    let want = r#"{"timestamp":"2026-11-30T10:00:05Z","active_users":1,"visits_last_min":1,"top_clicks":[{"label":"Projects","count":1}],"recent_events":[{"id":4,"type":"click","timestamp":"2026-11-30T10:00:04.250Z","url":"https://portfolio.example/","referrer":null,"metadata":{"label":"Projects"},"session_token":"1764496800000-k3j9x2"},{"id":3,"type":"visit","timestamp":"2026-11-30T10:00:01Z","url":"https://portfolio.example/","referrer":"https://www.google.com/","metadata":{"country":"FR"},"session_token":"1764496800000-k3j9x2"}],"events_last_min":2,"top_pages":[{"url":"https://portfolio.example/","visitors":1}],"top_referrers":[{"referrer":"https://www.google.com/","visitors":1}]}"#;
+    // What the seed dashboard reads, unchanged and in the same order...
+    let seed = r#"{"timestamp":"2026-11-30T10:00:05Z","active_users":1,"visits_last_min":1,"top_clicks":[{"label":"Projects","count":1}],"recent_events":[{"id":4,"type":"click","timestamp":"2026-11-30T10:00:04.250Z","url":"https://portfolio.example/","referrer":null,"metadata":{"label":"Projects"},"session_token":"1764496800000-k3j9x2"},{"id":3,"type":"visit","timestamp":"2026-11-30T10:00:01Z","url":"https://portfolio.example/","referrer":"https://www.google.com/","metadata":{"country":"FR"},"session_token":"1764496800000-k3j9x2"}],"events_last_min":2,"top_pages":[{"url":"https://portfolio.example/","visitors":1}],"top_referrers":[{"referrer":"https://www.google.com/","visitors":1}]}"#;
+    // ...then the fields added since.
+    let added = r#","top_countries":[{"country":"FR","visitors":1}],"top_devices":[{"device":"desktop","visitors":1}],"bots_last_min":3,"dropped_last_min":{"bot":3}}"#;
+    let want = format!("{}{added}", &seed[..seed.len() - 1]);
     assert_eq!(serde_json::to_string(&s).unwrap(), want);
-    let back: Snapshot = serde_json::from_str(want).unwrap();
-    assert_eq!(back.recent_events, s.recent_events);
+    let mut back: Snapshot = serde_json::from_str(&want).unwrap();
+    back.timestamp = s.timestamp; // sent in whole seconds
+    assert_eq!(back, s);
+    // A payload from before the added fields still reads, with them empty.
+    let old: Snapshot = serde_json::from_str(seed).unwrap();
+    assert_eq!(old.recent_events, s.recent_events);
+    assert!(old.top_countries.is_empty() && old.top_devices.is_empty());
+    assert_eq!((old.bots_last_min, old.dropped_last_min.len()), (0, 0));
 }
 
 #[test]
@@ -484,4 +504,277 @@ fn memory_per_active_session_stays_under_256_bytes() {
     assert_eq!(m.snapshot(at(n)).active_users, n as u64);
     let per_session = m.approx_memory_bytes() / n as usize;
     assert!(per_session <= 256, "{per_session} bytes per session");
+}
+
+/// A page view of `session` by `visitor` from `country` on `device`.
+fn seen(
+    id: i64,
+    session: &str,
+    ms: i64,
+    url: &str,
+    visitor: Option<i64>,
+    country: Option<&str>,
+    device: Option<&str>,
+) -> Ev {
+    Ev {
+        url: Some(url.to_owned()),
+        visitor,
+        country: country.map(str::to_owned),
+        device: device.map(str::to_owned),
+        ..ev(id, "visit", session, ms)
+    }
+}
+
+fn pages(s: &Snapshot) -> Vec<(&str, u64)> {
+    s.top_pages
+        .iter()
+        .map(|p| (p.url.as_str(), p.visitors))
+        .collect()
+}
+
+fn countries(s: &Snapshot) -> Vec<(&str, u64)> {
+    s.top_countries
+        .iter()
+        .map(|c| (c.country.as_str(), c.visitors))
+        .collect()
+}
+
+fn devices(s: &Snapshot) -> Vec<(&str, u64)> {
+    s.top_devices
+        .iter()
+        .map(|d| (d.device.as_str(), d.visitors))
+        .collect()
+}
+
+#[test]
+fn one_visitor_in_two_tabs_is_one_visitor_but_two_active_users() {
+    let mut m = live();
+    let fr = Some("FR");
+    let desk = Some("desktop");
+    m.feed(seen(1, "tab1", 1_000, "/home", Some(-5), fr, desk));
+    m.feed(seen(2, "tab2", 2_000, "/home", Some(-5), fr, desk));
+    m.feed(Ev {
+        referrer: Some("https://g.example/".into()),
+        ..seen(3, "tab2", 2_500, "/home", Some(-5), fr, desk)
+    });
+    m.feed(Ev {
+        referrer: Some("https://g.example/".into()),
+        ..seen(4, "tab1", 1_500, "/home", Some(-5), fr, desk)
+    });
+    let s = m.snapshot(at(3_000));
+    assert_eq!(s.active_users, 2);
+    assert_eq!(pages(&s), vec![("/home", 1)]);
+    assert_eq!(s.top_referrers[0].visitors, 1);
+    assert_eq!(countries(&s), vec![("FR", 1)]);
+    assert_eq!(devices(&s), vec![("desktop", 1)]);
+    assert_eq!(m.stats().active_visitor_ids, 1);
+
+    // The second tab moves on: one visitor on each page, still one per country.
+    m.feed(seen(5, "tab2", 4_000, "/blog", Some(-5), fr, desk));
+    let s = m.snapshot(at(4_000));
+    assert_eq!(pages(&s), vec![("/blog", 1), ("/home", 1)]);
+    assert_eq!(countries(&s), vec![("FR", 1)]);
+
+    // A third tab on /blog: still one visitor there.
+    m.feed(seen(6, "tab3", 4_500, "/blog", Some(-5), fr, desk));
+    let s = m.snapshot(at(5_000));
+    assert_eq!(s.active_users, 3);
+    assert_eq!(pages(&s), vec![("/blog", 1), ("/home", 1)]);
+
+    // The tabs close one by one; the visitor counts until the last one.
+    m.feed(ev(7, "session_end", "tab1", 6_000));
+    let s = m.snapshot(at(6_000));
+    assert_eq!(pages(&s), vec![("/blog", 1)]);
+    assert_eq!(countries(&s), vec![("FR", 1)]);
+    m.feed(ev(8, "session_end", "tab2", 6_000));
+    assert_eq!(pages(&m.snapshot(at(6_000))), vec![("/blog", 1)]);
+    m.feed(ev(9, "session_end", "tab3", 6_000));
+    let s = m.snapshot(at(6_000));
+    assert_eq!(s.active_users, 0);
+    assert!(s.top_pages.is_empty() && s.top_countries.is_empty() && s.top_devices.is_empty());
+    assert_eq!(m.stats().active_visitor_ids, 0);
+
+    // Reopened later, the same visitor counts once again.
+    m.feed(seen(10, "tab1", 7_000, "/home", Some(-5), fr, desk));
+    m.feed(seen(11, "tab2", 7_000, "/home", Some(-5), fr, desk));
+    assert_eq!(pages(&m.snapshot(at(7_000))), vec![("/home", 1)]);
+}
+
+#[test]
+fn sessions_without_a_visitor_id_each_count_as_their_own_visitor() {
+    let mut m = live();
+    m.feed(seen(1, "old1", 1_000, "/home", None, Some("DE"), None));
+    m.feed(seen(2, "old2", 1_000, "/home", None, Some("DE"), None));
+    m.feed(seen(3, "new1", 1_000, "/home", Some(-1), Some("DE"), None));
+    m.feed(seen(4, "new2", 1_000, "/home", Some(-1), Some("DE"), None));
+    m.feed(seen(5, "new3", 1_000, "/home", Some(-2), Some("DE"), None));
+    let s = m.snapshot(at(2_000));
+    assert_eq!(s.active_users, 5);
+    assert_eq!(pages(&s), vec![("/home", 4)]);
+    assert_eq!(countries(&s), vec![("DE", 4)]);
+    assert!(s.top_devices.is_empty(), "no session has a device type");
+    assert_eq!(m.stats().active_visitor_ids, 2);
+}
+
+#[test]
+fn a_session_takes_the_first_profile_it_is_given_and_keeps_it() {
+    let mut m = live();
+    // First recorded without a profile: its own visitor, no country.
+    m.feed(seen(1, "a", 1_000, "/home", None, None, None));
+    m.feed(seen(
+        2,
+        "b",
+        1_000,
+        "/home",
+        Some(-9),
+        Some("FR"),
+        Some("mobile"),
+    ));
+    assert_eq!(pages(&m.snapshot(at(2_000))), vec![("/home", 2)]);
+    // Then it learns who it is: the same visitor as b.
+    m.feed(seen(
+        3,
+        "a",
+        1_500,
+        "/home",
+        Some(-9),
+        Some("FR"),
+        Some("mobile"),
+    ));
+    let s = m.snapshot(at(2_000));
+    assert_eq!(pages(&s), vec![("/home", 1)]);
+    assert_eq!(countries(&s), vec![("FR", 1)]);
+    // A different profile later does not change it.
+    m.feed(seen(
+        4,
+        "a",
+        1_600,
+        "/home",
+        Some(-3),
+        Some("IT"),
+        Some("tablet"),
+    ));
+    let s = m.snapshot(at(2_000));
+    assert_eq!(pages(&s), vec![("/home", 1)]);
+    assert_eq!(countries(&s), vec![("FR", 1)]);
+    assert_eq!(devices(&s), vec![("mobile", 1)]);
+    assert_eq!(m.stats().interned_countries, 1);
+}
+
+#[test]
+fn top_countries_and_devices_rank_active_visitors_and_forget_those_who_left() {
+    let mut m = live();
+    let rows = [
+        ("s1", -1, "FR", "desktop"),
+        ("s2", -2, "FR", "mobile"),
+        ("s3", -3, "DE", "mobile"),
+        ("s4", -4, "DE", "mobile"),
+        ("s5", -5, "US", "tablet"),
+        ("s6", -5, "US", "tablet"), // a second tab of s5's visitor
+        ("s7", -7, "", "other"),    // empty: no country
+    ];
+    for (i, (session, visitor, country, device)) in rows.into_iter().enumerate() {
+        m.feed(seen(
+            i as i64,
+            session,
+            1_000 + i as i64,
+            "/",
+            Some(visitor),
+            Some(country),
+            Some(device),
+        ));
+    }
+    let s = m.snapshot(at(2_000));
+    assert_eq!(countries(&s), vec![("DE", 2), ("FR", 2), ("US", 1)]);
+    assert_eq!(
+        devices(&s),
+        vec![("mobile", 3), ("desktop", 1), ("other", 1), ("tablet", 1)]
+    );
+    // s3 ends; s1 leaves the active window with time.
+    m.feed(ev(20, "session_end", "s3", 1_500));
+    let s = m.snapshot(at(2_000));
+    assert_eq!(countries(&s), vec![("FR", 2), ("DE", 1), ("US", 1)]);
+    let s = m.snapshot(at(61_000)); // s1's visit at 1.000 s is out
+    assert_eq!(countries(&s), vec![("DE", 1), ("FR", 1), ("US", 1)]);
+    assert_eq!(devices(&s)[0], ("mobile", 2));
+    let s = m.snapshot(at(62_000));
+    assert!(s.top_countries.is_empty() && s.top_devices.is_empty());
+    let st = m.stats();
+    assert_eq!((st.interned_countries, st.interned_devices), (0, 0));
+}
+
+#[test]
+fn top_countries_keep_ten_and_cut_long_values() {
+    let mut m = live();
+    for i in 0..12 {
+        m.feed(seen(
+            i,
+            &format!("s{i}"),
+            1_000,
+            "/",
+            None,
+            Some(&format!("C{i:02}")),
+            Some(&"x".repeat(100)),
+        ));
+    }
+    let s = m.snapshot(at(2_000));
+    assert_eq!(s.top_countries.len(), 10);
+    assert_eq!(s.top_countries[0].country, "C00");
+    assert_eq!(s.top_countries[9].country, "C09");
+    assert_eq!(devices(&s), vec![("x".repeat(64).as_str(), 12)]);
+}
+
+#[test]
+fn bots_last_min_counts_drops_of_the_last_minute_of_the_clock() {
+    let mut m = live();
+    m.record_dropped("bot", 2, at(0));
+    m.record_dropped("bot", 3, at(30_500));
+    m.record_dropped("spam", 1, at(30_500));
+    m.record_dropped("bot", 0, at(30_500)); // nothing, but moves the clock
+    let s = m.snapshot(at(31_000));
+    assert_eq!(s.bots_last_min, 5);
+    assert_eq!(
+        s.dropped_last_min,
+        [("bot".to_owned(), 5), ("spam".to_owned(), 1)].into()
+    );
+    // Drops count in the second of their clock (rounded up), in the window
+    // (end - 60 s, end]: those of 0 s are in at 59 s and out once the end
+    // rounds up to 60 s; those of 30.5 s (second 31) until it reaches 91 s.
+    assert_eq!(m.snapshot(at(59_000)).bots_last_min, 5);
+    assert_eq!(m.snapshot(at(59_001)).bots_last_min, 3);
+    assert_eq!(m.snapshot(at(90_000)).bots_last_min, 3);
+    let s = m.snapshot(at(90_001));
+    assert_eq!(s.bots_last_min, 0);
+    assert!(s.dropped_last_min.is_empty());
+    // A drop with an earlier `now` counts at the clock: 91 s.
+    m.record_dropped("bot", 4, at(10_000));
+    assert_eq!(m.snapshot(at(150_000)).bots_last_min, 4);
+    assert_eq!(m.snapshot(at(151_000)).bots_last_min, 0);
+    // Drops count nowhere else.
+    let s = m.snapshot(at(151_000));
+    assert_eq!((s.events_last_min, s.active_users), (0, 0));
+}
+
+#[test]
+fn drop_reasons_are_capped_and_freed_when_quiet() {
+    let cfg = LiveConfig {
+        max_drop_reasons: 2,
+        ..LiveConfig::default()
+    };
+    let mut m = LiveMetrics::new(cfg);
+    m.expire(at(0));
+    let empty = m.approx_memory_bytes();
+    m.record_dropped("bot", 1, at(0));
+    m.record_dropped(&"r".repeat(100), 1, at(0));
+    m.record_dropped("third", 1, at(0));
+    let s = m.snapshot(at(0));
+    assert_eq!(s.dropped_last_min.len(), 2);
+    assert_eq!(s.dropped_last_min.get(&"r".repeat(64)), Some(&1));
+    assert_eq!(m.stats().dropped_reasons, 1);
+    assert!(m.approx_memory_bytes() > empty);
+    // Once the window is quiet the reasons are freed and a new one fits.
+    m.snapshot(at(60_000));
+    m.record_dropped("third", 1, at(60_000));
+    let s = m.snapshot(at(60_000));
+    assert_eq!(s.dropped_last_min, [("third".to_owned(), 1)].into());
 }

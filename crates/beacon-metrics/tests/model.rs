@@ -2,12 +2,12 @@
 //! the recorded events, for arbitrary arrival orders with bounded lateness.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration as StdDuration;
 
 use beacon_metrics::{
-    LabelCount, LiveConfig, LiveEvent, LiveMetrics, PageVisitors, RecentEvent, ReferrerVisitors,
-    Snapshot,
+    CountryVisitors, DeviceVisitors, LabelCount, LiveConfig, LiveEvent, LiveMetrics, PageVisitors,
+    RecentEvent, ReferrerVisitors, Snapshot,
 };
 
 #[path = "common/owned_event.rs"]
@@ -37,6 +37,15 @@ struct Model {
     accepted: Vec<Ev>,
     /// Per session, the events since it (re)entered the table.
     sessions: HashMap<String, Vec<Ev>>,
+    /// `(second of the clock, reason, n)` of every drop.
+    drops: Vec<(i64, String, u64)>,
+}
+
+/// Who counts as a visitor: a visitor id, or a session of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Who {
+    Visitor(i64),
+    Session(String),
 }
 
 fn s(d: StdDuration) -> i64 {
@@ -50,6 +59,14 @@ impl Model {
             clock: None,
             accepted: Vec::new(),
             sessions: HashMap::new(),
+            drops: Vec::new(),
+        }
+    }
+
+    fn record_dropped(&mut self, reason: &str, n: u64, now: DateTime<Utc>) {
+        self.expire(now);
+        if n > 0 {
+            self.drops.push((self.clock.unwrap(), reason.to_owned(), n));
         }
     }
 
@@ -124,9 +141,11 @@ impl Model {
 
         let active_window = s(self.cfg.active_window);
         let mut active = 0;
-        let mut pages: HashMap<String, u64> = HashMap::new();
-        let mut refs: HashMap<String, u64> = HashMap::new();
-        for evs in self.sessions.values() {
+        let mut pages: HashMap<String, HashSet<Who>> = HashMap::new();
+        let mut refs: HashMap<String, HashSet<Who>> = HashMap::new();
+        let mut countries: HashMap<String, HashSet<Who>> = HashMap::new();
+        let mut devices: HashMap<String, HashSet<Who>> = HashMap::new();
+        for (token, evs) in &self.sessions {
             let last = evs
                 .iter()
                 .filter(|e| e.kind != "session_end")
@@ -142,19 +161,46 @@ impl Model {
                 continue;
             }
             active += 1;
+            // Generated profiles are the same for every event of a session
+            // that carries one, as the server's are.
+            let who = evs
+                .iter()
+                .find_map(|e| e.visitor)
+                .map_or(Who::Session(token.clone()), Who::Visitor);
+            let tag = |get: fn(&Ev) -> Option<&String>| {
+                evs.iter()
+                    .find_map(|e| get(e).filter(|v| !v.is_empty()).cloned())
+            };
+            if let Some(c) = tag(|e| e.country.as_ref()) {
+                countries.entry(c).or_default().insert(who.clone());
+            }
+            if let Some(d) = tag(|e| e.device.as_ref()) {
+                devices.entry(d).or_default().insert(who.clone());
+            }
             let url = evs
                 .iter()
                 .filter(|e| e.url.as_deref().is_some_and(|u| !u.is_empty()))
                 .max_by_key(|e| (ms(&e.timestamp), e.id));
             if let Some(e) = url {
-                *pages.entry(e.url.clone().unwrap()).or_default() += 1;
+                pages
+                    .entry(e.url.clone().unwrap())
+                    .or_default()
+                    .insert(who.clone());
             }
             let referrer = evs
                 .iter()
                 .filter(|e| e.referrer.as_deref().is_some_and(|r| !r.is_empty()))
                 .min_by_key(|e| (ms(&e.timestamp), e.id));
             if let Some(e) = referrer {
-                *refs.entry(e.referrer.clone().unwrap()).or_default() += 1;
+                refs.entry(e.referrer.clone().unwrap())
+                    .or_default()
+                    .insert(who.clone());
+            }
+        }
+        let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
+        for (key, reason, n) in &self.drops {
+            if *key > end - minute && *key <= end {
+                *dropped.entry(reason.clone()).or_default() += n;
             }
         }
         Snapshot {
@@ -167,16 +213,33 @@ impl Model {
                 .map(|e| RecentEvent::from(&e.view(&e.metadata.to_string())))
                 .collect(),
             events_last_min,
-            top_pages: top(pages, self.cfg.top_pages)
+            top_pages: top(distinct(pages), self.cfg.top_pages)
                 .into_iter()
                 .map(|(url, visitors)| PageVisitors { url, visitors })
                 .collect(),
-            top_referrers: top(refs, self.cfg.top_referrers)
+            top_referrers: top(distinct(refs), self.cfg.top_referrers)
                 .into_iter()
                 .map(|(referrer, visitors)| ReferrerVisitors { referrer, visitors })
                 .collect(),
+            top_countries: top(distinct(countries), self.cfg.top_countries)
+                .into_iter()
+                .map(|(country, visitors)| CountryVisitors { country, visitors })
+                .collect(),
+            top_devices: top(distinct(devices), self.cfg.top_devices)
+                .into_iter()
+                .map(|(device, visitors)| DeviceVisitors { device, visitors })
+                .collect(),
+            bots_last_min: dropped.get("bot").copied().unwrap_or(0),
+            dropped_last_min: dropped,
         }
     }
+}
+
+/// Distinct visitors per value.
+fn distinct(m: HashMap<String, HashSet<Who>>) -> HashMap<String, u64> {
+    m.into_iter()
+        .map(|(k, who)| (k, who.len() as u64))
+        .collect()
 }
 
 fn top(m: HashMap<String, u64>, n: usize) -> Vec<(String, u64)> {
@@ -201,8 +264,34 @@ const KINDS: [&str; 6] = [
 const URLS: [Option<&str>; 5] = [None, Some(""), Some("/a"), Some("/b"), Some("/c")];
 const REFS: [Option<&str>; 4] = [None, Some(""), Some("r1"), Some("r2")];
 
-/// One generated event: (session, kind, label, url, referrer, timestamp ms, arrival delay ms, tick).
-type Gen = (usize, usize, usize, usize, usize, i64, i64, bool);
+/// One generated event: (session, kind, label, url, referrer, timestamp
+/// ms, arrival delay ms, tick, carries the session's profile, drops
+/// `(reason, n)` recorded on arrival).
+type Gen = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    i64,
+    i64,
+    bool,
+    bool,
+    Option<(usize, u64)>,
+);
+
+/// Per generated session: visitor id, country, device type. Sessions 0
+/// and 1 are one visitor in two tabs (on two devices), 2 and 4 another; 3
+/// and 5 are visitors of their own; 5 never has a profile.
+const PROFILES: [(Option<i64>, Option<&str>, Option<&str>); 6] = [
+    (Some(-1), Some("FR"), Some("desktop")),
+    (Some(-1), Some("FR"), Some("mobile")),
+    (Some(-2), Some("DE"), Some("mobile")),
+    (None, Some("DE"), None),
+    (Some(-2), Some(""), Some("desktop")),
+    (None, None, None),
+];
+const REASONS: [&str; 2] = ["bot", "spam"];
 
 fn gen_event(span_ms: i64, max_early_ms: i64, max_late_ms: i64) -> impl Strategy<Value = Gen> {
     (
@@ -218,11 +307,18 @@ fn gen_event(span_ms: i64, max_early_ms: i64, max_late_ms: i64) -> impl Strategy
             .prop_map(|(u, j)| u * 500 + j),
         prop_oneof![6 => 0..max_late_ms, 1 => -max_early_ms..0],
         prop::bool::weighted(0.15),
+        prop::bool::weighted(0.8),
+        prop::option::weighted(0.1, (0..2usize, 0..4u64)),
     )
 }
 
 fn build(i: usize, g: &Gen) -> Ev {
-    let (session, kind, label, url, referrer, ts, _, _) = *g;
+    let (session, kind, label, url, referrer, ts, _, _, profiled, _) = *g;
+    let (visitor, country, device) = if profiled {
+        PROFILES[session]
+    } else {
+        (None, None, None)
+    };
     let metadata = match label {
         0 => json!({}),
         1 => json!({"label": 7}),
@@ -239,6 +335,9 @@ fn build(i: usize, g: &Gen) -> Ev {
         referrer: REFS[referrer].map(str::to_owned),
         timestamp: t0() + Duration::milliseconds(ts),
         metadata,
+        visitor,
+        country: country.map(str::to_owned),
+        device: device.map(str::to_owned),
     }
 }
 
@@ -250,6 +349,8 @@ fn small_config() -> LiveConfig {
         recent_events: 5,
         top_pages: 2,
         top_referrers: 2,
+        top_countries: 1,
+        top_devices: 2,
         ..LiveConfig::default()
     }
 }
@@ -278,6 +379,10 @@ fn run(cfg: LiveConfig, gens: Vec<Gen>, extra_ms: i64) -> Result<(), TestCaseErr
             prop_assert!(got.active_users <= sessions.len() as u64);
             prop_assert_eq!(got.active_users as usize, live.active_sessions());
         }
+        if let Some((reason, n)) = gens[i].9 {
+            live.record_dropped(REASONS[reason], n, now);
+            model.record_dropped(REASONS[reason], n, now);
+        }
         let event = build(i, &gens[i]);
         live.record(&event.view(&event.metadata.to_string()));
         model.record(build(i, &gens[i]));
@@ -293,6 +398,8 @@ fn run(cfg: LiveConfig, gens: Vec<Gen>, extra_ms: i64) -> Result<(), TestCaseErr
         (0, 0, 0)
     );
     prop_assert!(s.top_clicks.is_empty() && s.top_pages.is_empty() && s.top_referrers.is_empty());
+    prop_assert!(s.top_countries.is_empty() && s.top_devices.is_empty());
+    prop_assert!(s.bots_last_min == 0 && s.dropped_last_min.is_empty());
     let st = live.stats();
     prop_assert_eq!(live.active_sessions(), 0);
     prop_assert_eq!(
@@ -303,6 +410,14 @@ fn run(cfg: LiveConfig, gens: Vec<Gen>, extra_ms: i64) -> Result<(), TestCaseErr
             st.interned_labels
         ),
         (0, 0, 0, 0)
+    );
+    prop_assert_eq!(
+        (
+            st.interned_countries,
+            st.interned_devices,
+            st.active_visitor_ids
+        ),
+        (0, 0, 0)
     );
     Ok(())
 }

@@ -7,7 +7,7 @@ use beacon_store::Store;
 
 use crate::clock::SharedClock;
 use crate::ingest::Ingestor;
-use crate::live::Live;
+use crate::live::{DropReason, Live};
 use crate::rate_limit::IpRateLimiter;
 
 /// Shared application state.
@@ -36,4 +36,14 @@ pub struct AppState {
     pub health: Arc<crate::health::DatabaseHealth>,
     /// Client addresses, user agents, places and visitor ids.
     pub enrichment: Arc<crate::enrich::Enrichment>,
+}
+
+impl AppState {
+    /// Counts `n` events of a request dropped before storage for `reason`
+    /// (bots, unless `--keep-bots`), now: `/stream` shows them for a minute
+    /// (`bots_last_min`, `dropped_last_min`). The request's answer does not
+    /// change. (`/metrics` has the totals, from enrichment.)
+    pub fn dropped(&self, reason: DropReason, n: usize) {
+        self.live.record_dropped(reason, n, self.clock.now());
+    }
 }

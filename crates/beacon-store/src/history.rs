@@ -7,7 +7,9 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 
 use crate::read::{load, Param, EVENT_COLUMNS};
-use crate::rollup::units::{bound_quarters, time_of, Dim, Grain, QUARTERS_PER_DAY};
+use crate::rollup::units::{
+    bound_quarters, split_place_item, time_of, Dim, Grain, QUARTERS_PER_DAY,
+};
 use crate::{SessionRow, Store, StoreError, StoredEvent, TimeRange};
 
 /// A session with its counters, as `/sessions` lists it.
@@ -66,12 +68,14 @@ pub struct EventQuery {
     pub limit: i64,
 }
 
-/// Figures of one stats bucket.
+/// Figures of one stats bucket. Bots' sessions are in none of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BucketFigures {
     /// `visit` events.
     pub page_views: i64,
-    /// Distinct sessions with at least one event in the bucket (exact).
+    /// Distinct visitors (visitor keys: a session's daily visitor id, or
+    /// the session itself when it has none) with at least one event in the
+    /// bucket (exact).
     pub visitors: i64,
     /// Events of any type.
     pub events: i64,
@@ -111,16 +115,50 @@ pub enum TopDimension {
     Referrers,
     /// Click labels (`unknown` when a click has none).
     Clicks,
+    /// Country codes of sessions.
+    Countries,
+    /// Regions of sessions, with their country.
+    Regions,
+    /// Cities of sessions, with their country.
+    Cities,
+    /// Browser families of sessions.
+    Browsers,
+    /// Operating system families of sessions.
+    OperatingSystems,
+    /// Device types of sessions.
+    Devices,
 }
 
-/// One line of a top list.
+impl TopDimension {
+    fn dim(self) -> Dim {
+        match self {
+            Self::Pages => Dim::Page,
+            Self::Referrers => Dim::Referrer,
+            Self::Clicks => Dim::Click,
+            Self::Countries => Dim::Country,
+            Self::Regions => Dim::Region,
+            Self::Cities => Dim::City,
+            Self::Browsers => Dim::Browser,
+            Self::OperatingSystems => Dim::Os,
+            Self::Devices => Dim::Device,
+        }
+    }
+}
+
+/// One line of a top list. Bots' sessions are in no line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopItem {
-    /// Url, referrer or label.
+    /// Url, referrer, label, country code, region, city, browser, OS or
+    /// device type.
     pub item: String,
-    /// Events (page views or clicks) in the range.
+    /// The country of a region or city (`None` when unknown, and for the
+    /// other lists).
+    pub country: Option<String>,
+    /// Events in the range: page views (clicks for the click labels).
     pub count: i64,
-    /// Distinct sessions with such an event in the range (exact).
+    /// Distinct visitors with such an event in the range (exact); for the
+    /// lists by session (place, browser, OS, device), with any event in
+    /// the range from such a session.
     pub visitors: i64,
 }
 
@@ -375,8 +413,9 @@ impl Store {
         Ok((out, total))
     }
 
-    /// The `limit` items with the most events in `range`, ties by item,
-    /// with their exact distinct visitors. Reads only rollups.
+    /// The `limit` items with the most events in `range`, ties by item
+    /// (regions and cities: by country, then name), with their exact
+    /// distinct visitors. Reads only rollups.
     pub fn top(
         &self,
         dimension: TopDimension,
@@ -384,12 +423,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<TopItem>, StoreError> {
         let (from_q, to_q) = range.quarters();
-        let dim = match dimension {
-            TopDimension::Pages => Dim::Page,
-            TopDimension::Referrers => Dim::Referrer,
-            TopDimension::Clicks => Dim::Click,
-        }
-        .stored();
+        let dim = dimension.dim().stored();
+        let with_country = matches!(dimension, TopDimension::Regions | TopDimension::Cities);
         // Top `limit` by count first; visitors only for those items.
         let (rows, mut params) = units_union(
             "item, n",
@@ -431,10 +466,20 @@ impl Store {
             visitors.into_iter().map(|v| (v.item, v.total)).collect();
         Ok(totals
             .into_iter()
-            .map(|t| TopItem {
-                visitors: visitors.get(&t.item).copied().unwrap_or_default(),
-                item: t.item,
-                count: t.total,
+            .map(|t| {
+                let visitors = visitors.get(&t.item).copied().unwrap_or_default();
+                let (country, item) = if with_country {
+                    let (country, name) = split_place_item(&t.item);
+                    (country.map(str::to_owned), name.to_owned())
+                } else {
+                    (None, t.item)
+                };
+                TopItem {
+                    item,
+                    country,
+                    count: t.total,
+                    visitors,
+                }
             })
             .collect())
     }

@@ -24,7 +24,7 @@ pub use history::{
 };
 pub use retention::{Forgotten, PruneRun, Pruned};
 pub use rollup::{RollupProgress, TimeRange};
-pub use rows::{SessionRow, StoredEvent};
+pub use rows::{LiveRow, SessionRow, StoredEvent};
 pub use salts::SALT_BYTES;
 pub use series_counts::{ItemCounts, ViewDimension};
 pub use store::{Backend, PoolOptions, Store};

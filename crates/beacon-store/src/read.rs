@@ -11,12 +11,15 @@ use diesel::sqlite::Sqlite;
 use diesel::{sql_query, QueryableByName, RunQueryDsl};
 
 use crate::store::Pools;
-use crate::{SessionRow, Store, StoreError, StoredEvent};
+use crate::{LiveRow, SessionRow, Store, StoreError, StoredEvent};
 
 pub(crate) const EVENT_COLUMNS: &str =
     "e.id, e.public_id, s.token AS session_token, e.kind, e.url, \
      e.referrer, e.user_agent, e.label, e.metadata, e.occurred_at AS occurred_at_us, \
      e.received_at AS received_at_us FROM events e JOIN sessions s ON s.id = e.session_id";
+
+/// What a [`LiveRow`] adds to [`EVENT_COLUMNS`]: the session's profile.
+const LIVE_PROFILE_COLUMNS: &str = "s.visitor_id, s.country, s.device";
 
 const SESSION_COLUMNS: &str = "id, token, user_agent, referrer, entry_url, country, region, \
      city, browser, browser_version, os, os_version, device, visitor_id, bot, \
@@ -191,20 +194,34 @@ impl Store {
     }
 
     /// Events with event time at or after `since`, oldest first, at most
-    /// `limit` (used to warm up live metrics after a restart).
-    pub fn events_since(
+    /// `limit`, with their session's profile; events of bot sessions (kept
+    /// with `--keep-bots`) are left out (used to warm up live metrics after
+    /// a restart).
+    pub fn live_events_since(
         &self,
         since: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
+    ) -> Result<Vec<LiveRow>, StoreError> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} WHERE e.occurred_at >= ? ORDER BY e.occurred_at, e.id LIMIT ?"
+            "SELECT {LIVE_PROFILE_COLUMNS}, {EVENT_COLUMNS} WHERE NOT s.bot AND e.occurred_at >= ? \
+             ORDER BY e.occurred_at, e.id LIMIT ?"
         );
         load(
             self,
             &sql,
             &[Param::Int(since.timestamp_micros()), Param::Int(limit)],
         )
+    }
+
+    /// The `limit` most recent events (by event time, then id), newest
+    /// first, with their session's profile; events of bot sessions are left
+    /// out.
+    pub fn recent_live_events(&self, limit: i64) -> Result<Vec<LiveRow>, StoreError> {
+        let sql = format!(
+            "SELECT {LIVE_PROFILE_COLUMNS}, {EVENT_COLUMNS} WHERE NOT s.bot \
+             ORDER BY e.occurred_at DESC, e.id DESC LIMIT ?"
+        );
+        load(self, &sql, &[Param::Int(limit)])
     }
 
     /// Number of stored events.

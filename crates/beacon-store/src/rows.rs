@@ -57,6 +57,25 @@ impl StoredEvent {
     }
 }
 
+/// A stored event as the live metrics need it: the event with its
+/// session's visitor id, country and device type (read at warm-up).
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct LiveRow {
+    /// The event.
+    #[diesel(embed)]
+    pub event: StoredEvent,
+    /// The session's daily visitor id; none for sessions stored before
+    /// visitor ids, which count as their own visitor.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub visitor_id: Option<i64>,
+    /// The session's ISO 3166-1 alpha-2 country code.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub country: Option<String>,
+    /// The session's device type.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub device: Option<String>,
+}
+
 /// A session as stored.
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
 pub struct SessionRow {

@@ -7,7 +7,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use beacon_model::NewEvent;
+use std::sync::Arc;
+
+use beacon_model::{NewEvent, VisitorProfile};
 use beacon_store::testing::TestDatabase;
 use beacon_store::{EventQuery, PruneRun, Store, TimeRange, TopDimension};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
@@ -20,6 +22,9 @@ beacon_store::store_suite!(
     forgetting_an_unknown_token_changes_nothing,
     forgetting_a_partly_pruned_session_takes_out_what_can_be_attributed,
     events_after_forgetting_the_newest_session_are_still_rolled_up,
+    a_rebuild_after_pruning_keeps_the_figures_of_the_pruned_days,
+    forgetting_sessions_of_shared_visitors_leaves_the_rollups_a_rebuild_computes,
+    pruning_sessions_of_shared_visitors_keeps_counting_them_exactly,
 );
 
 /// Tests with several stores on one database (several instances).
@@ -617,4 +622,137 @@ fn a_store_that_missed_deletions_no_longer_logged_forgets_its_whole_cache(db: &T
     assert_eq!(ids("s2"), ["1", "2", "3"]);
     assert_eq!(b.count_events().unwrap(), 4);
     assert_eq!(all_events(&b).len(), 4);
+}
+
+/// A rebuild recomputes only the retained range: from the day pruning cut
+/// at, even when an old event that arrived late (after the prune, or not
+/// yet rolled up during it) is stored from before that day.
+fn a_rebuild_after_pruning_keeps_the_figures_of_the_pruned_days(store: &Store) {
+    insert(store, &week("s", 10, 1500, 30));
+    store.roll_up_all().unwrap();
+    // Not rolled up yet when the prune runs: it stays.
+    insert(
+        store,
+        &[event(
+            "late",
+            "late1",
+            day(1).timestamp_millis(),
+            "visit",
+            "/late",
+            "",
+        )],
+    );
+    store.prune(cutoff(), now()).unwrap();
+    assert!(store.session("late").unwrap().is_some());
+    store.roll_up_all().unwrap();
+    let before = figures(store);
+    let aggregates_before = aggregates(store);
+    store.rebuild_rollups().unwrap();
+    assert_eq!(figures(store), before);
+    assert_eq!(aggregates(store), aggregates_before);
+}
+
+/// Who is behind session `sN` (`{prefix}N`): every fourth session has no
+/// visitor id (stored before enrichment: its own visitor), every seventh
+/// is a bot's, the others share one of five visitor ids (two tabs, a
+/// return the same day), with a country and a device.
+fn profile_of(token: &str) -> Option<Arc<VisitorProfile>> {
+    let n: i64 = token
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap_or(99);
+    if n % 4 == 0 {
+        return None;
+    }
+    Some(Arc::new(VisitorProfile {
+        visitor_id: Some(-1 - n % 5),
+        country: Some(["DE", "FR"][(n % 2) as usize].to_owned()),
+        device: Some(["desktop", "mobile", "tablet"][(n % 3) as usize].to_owned()),
+        bot: n % 7 == 3,
+        ..VisitorProfile::default()
+    }))
+}
+
+/// [`insert`], with the profiles of [`profile_of`].
+fn insert_profiled(store: &Store, items: &[String]) {
+    for chunk in items.chunks(200) {
+        let events: Vec<NewEvent> = batch(chunk)
+            .into_iter()
+            .map(|e| match profile_of(e.session().as_str()) {
+                Some(p) => e.with_profile(p),
+                None => e,
+            })
+            .collect();
+        store.insert_batch(&events).unwrap();
+    }
+}
+
+fn forgetting_sessions_of_shared_visitors_leaves_the_rollups_a_rebuild_computes(store: &Store) {
+    let all = week("s", 11, 2500, 40);
+    insert_profiled(store, &all[..2000]);
+    store.roll_up_all().unwrap();
+    insert_profiled(store, &all[2000..]);
+    store.roll_up(150).unwrap();
+    let shared = |t: &str| store.session(t).unwrap().unwrap().visitor_id;
+    assert_eq!(shared("s1"), shared("s6"), "s1 and s6 are one visitor");
+    // A shared visitor's session, a bot's, one without a visitor id, and
+    // then every session of one visitor.
+    for token in [
+        "s1", "s3", "s8", "s2", "s7", "s12", "s17", "s22", "s27", "s32", "s37",
+    ] {
+        if store.session(token).unwrap().is_some() {
+            store.forget_session(token, now()).unwrap().expect("stored");
+        }
+        store.roll_up(100).unwrap();
+    }
+    store.roll_up_all().unwrap();
+    assert_exact(store);
+}
+
+fn pruning_sessions_of_shared_visitors_keeps_counting_them_exactly(store: &Store) {
+    let first = week("s", 12, 1500, 30);
+    let reference = TestDatabase::sqlite();
+    let reference = reference.store();
+    // Later events of the retained sessions, and of sessions that share a
+    // visitor id with pruned ones.
+    let later: Vec<String> = (0..30)
+        .map(|n| {
+            event(
+                &format!("s{n}"),
+                &format!("later{n}"),
+                received().timestamp_millis() - 60_000 * n,
+                "visit",
+                "/later",
+                "",
+            )
+        })
+        .collect();
+    for s in [store, &reference] {
+        insert_profiled(s, &first);
+        s.roll_up_all().unwrap();
+    }
+    let pruned = store.prune(cutoff(), now()).unwrap();
+    assert!(pruned.sessions > 0);
+    // Sessions pruned get events again: they start anew on the pruned
+    // store, so only those of sessions still stored are sent to both.
+    let kept: Vec<String> = later
+        .into_iter()
+        .filter(|e| {
+            let token = e
+                .split("\"sessionId\":\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            store.session(token).unwrap().is_some()
+        })
+        .collect();
+    assert!(kept.len() > 5);
+    for s in [store, &reference] {
+        insert_profiled(s, &kept);
+        s.roll_up_all().unwrap();
+    }
+    assert_eq!(figures(store), figures(&reference));
+    assert_eq!(aggregates(store), aggregates(&reference));
 }

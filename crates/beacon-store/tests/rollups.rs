@@ -1,11 +1,14 @@
 //! Rollups: what the rollup passes fold in equals what a rebuild from events
 //! computes, on SQLite and PostgreSQL, whatever the arrival order, retries,
-//! duplicates and pass boundaries; a pass never skips an event of an insert
-//! still running; and the history queries read them right.
+//! duplicates, pass boundaries, visitor ids and bots; a pass never skips an
+//! event of an insert still running; and the history queries read them
+//! right.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use beacon_model::NewEvent;
+use std::sync::Arc;
+
+use beacon_model::{NewEvent, VisitorProfile};
 use beacon_store::testing::TestDatabase;
 use beacon_store::{EventQuery, SessionQuery, Store, TimeRange, TopDimension};
 use chrono::{DateTime, TimeZone, Utc};
@@ -72,8 +75,51 @@ fn batch(items: &[String]) -> Vec<NewEvent> {
     events(&format!("{{\"batch\":[{}]}}", items.join(",")))
 }
 
+/// Who is behind session `s{n}` of [`random_events`]: every fifth one was
+/// stored without a profile (its own visitor, no place or device); the
+/// others share a visitor id in threes (one of six has none), live in one
+/// of three countries or none, all in a "Springfield", and every seventh
+/// is a bot.
+fn profile_of(token: &str) -> Option<Arc<VisitorProfile>> {
+    let s: i64 = token.strip_prefix('s')?.parse().ok()?;
+    if s % 5 == 0 {
+        return None;
+    }
+    let pick = |list: &[&str], i: i64| list[i as usize % list.len()].to_owned();
+    Some(Arc::new(VisitorProfile {
+        visitor_id: (s % 6 != 1).then_some(-1 - s / 3),
+        browser: Some(pick(&["Chrome", "Firefox", "Safari"], s)),
+        browser_version: Some("131".into()),
+        os: (s % 4 != 2).then(|| pick(&["Windows", "Mac OS X", "iOS"], s / 2)),
+        os_version: None,
+        device: Some(pick(&["desktop", "mobile", "tablet", "other"], s)),
+        country: (s % 4 != 3).then(|| pick(&["US", "CA", "DE"], s)),
+        region: (s % 2 == 0).then(|| pick(&["Illinois", "Manitoba"], s / 2)),
+        city: Some("Springfield".into()),
+        bot: s % 7 == 3,
+    }))
+}
+
+/// Events with the profiles of their sessions ([`profile_of`]), as
+/// enrichment gives them.
+fn profiled(events: Vec<NewEvent>) -> Vec<NewEvent> {
+    events
+        .into_iter()
+        .map(|e| match profile_of(e.session().as_str()) {
+            Some(profile) => e.with_profile(profile),
+            None => e,
+        })
+        .collect()
+}
+
 fn incremental_rollups_equal_a_rebuild_whatever_the_arrival_order(store: &Store) {
     let mut all = random_events(7, 3000, 60);
+    // The earliest event starts a UTC day, so the rebuild recomputes every
+    // unit (it keeps the units that start before the earliest event).
+    all.push(
+        r#"{"type":"visit","sessionId":"s1","id":"first","timestamp":"2026-10-24T00:00:00Z","url":"https://site.example/"}"#
+            .to_owned(),
+    );
     // Arrival order scrambled: later events of a session often come first.
     let mut rng = Lcg(99);
     for i in (1..all.len()).rev() {
@@ -84,12 +130,20 @@ fn incremental_rollups_equal_a_rebuild_whatever_the_arrival_order(store: &Store)
     // inserts, then a last catch-up.
     let mut passes = Lcg(5);
     for chunk in all.chunks(250) {
-        store.insert_batch(&batch(chunk)).unwrap();
+        store.insert_batch(&profiled(batch(chunk))).unwrap();
         store.roll_up(1 + passes.next(400) as usize).unwrap();
     }
     store.roll_up_all().unwrap();
     let incremental = store.rollup_fingerprint().unwrap();
     assert!(incremental.len() > 1000, "rollups were maintained");
+    for dim in 4..=9 {
+        assert!(
+            incremental
+                .iter()
+                .any(|l| l.starts_with(&format!("count 1 {dim} "))),
+            "dimension {dim} has counts"
+        );
+    }
     store.rebuild_rollups().unwrap();
     let rebuilt = store.rollup_fingerprint().unwrap();
     if incremental != rebuilt {

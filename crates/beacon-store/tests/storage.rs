@@ -30,6 +30,7 @@ beacon_store::store_suite!(
     concurrent_writers_on_shared_sessions_do_not_deadlock,
     unusual_text_round_trips,
     recent_and_since_queries_order_correctly,
+    live_reads_carry_the_sessions_profile_and_leave_bots_out,
     migrations_are_idempotent,
     a_sessions_profile_is_set_by_its_first_event_and_never_changed,
     every_instance_gets_the_salt_the_first_one_stored,
@@ -396,12 +397,78 @@ fn recent_and_since_queries_order_correctly(store: &Store) {
         Utc.with_ymd_and_hms(2026, 11, 30, 9, 59, 0).unwrap()
     );
     let since = store
-        .events_since(received() - Duration::minutes(11), 1000)
+        .live_events_since(received() - Duration::minutes(11), 1000)
         .unwrap();
     assert_eq!(since.len(), 10, "09:50..=09:59");
     assert!(since
         .windows(2)
-        .all(|w| w[0].occurred_at_us <= w[1].occurred_at_us));
+        .all(|w| w[0].event.occurred_at_us <= w[1].event.occurred_at_us));
+    let recent_live = store.recent_live_events(25).unwrap();
+    assert_eq!(
+        recent_live.into_iter().map(|r| r.event).collect::<Vec<_>>(),
+        recent
+    );
+}
+
+fn live_reads_carry_the_sessions_profile_and_leave_bots_out(store: &Store) {
+    let with = |profile: VisitorProfile| {
+        let profile = Arc::new(profile);
+        move |e: NewEvent| e.with_profile(Arc::clone(&profile))
+    };
+    let person = VisitorProfile {
+        visitor_id: Some(-42),
+        country: Some("FR".into()),
+        device: Some("mobile".into()),
+        ..VisitorProfile::default()
+    };
+    let bot = VisitorProfile {
+        device: Some("other".into()),
+        bot: true,
+        ..VisitorProfile::default()
+    };
+    let visit = |session: &str, minute: u32| {
+        format!(
+            r#"{{"type":"visit","sessionId":"{session}","timestamp":"2026-11-30T09:{minute:02}:00Z"}}"#
+        )
+    };
+    let batch = |session: &str, minute: u32| events(&visit(session, minute));
+    let mut all: Vec<NewEvent> = batch("person", 55).into_iter().map(with(person)).collect();
+    all.extend(batch("crawler", 56).into_iter().map(with(bot)));
+    all.extend(batch("old", 57)); // stored without a profile
+    store.insert_batch(&all).unwrap();
+
+    let since = store
+        .live_events_since(received() - Duration::minutes(11), 1000)
+        .unwrap();
+    let seen: Vec<_> = since
+        .iter()
+        .map(|r| {
+            (
+                r.event.session_token.as_str(),
+                r.visitor_id,
+                r.country.as_deref(),
+                r.device.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("person", Some(-42), Some("FR"), Some("mobile")),
+            ("old", None, None, None),
+        ]
+    );
+    let recent = store.recent_live_events(25).unwrap();
+    let tokens: Vec<&str> = recent
+        .iter()
+        .map(|r| r.event.session_token.as_str())
+        .collect();
+    assert_eq!(tokens, ["old", "person"], "newest first, no bot");
+    assert_eq!(
+        store.recent_events(25).unwrap().len(),
+        3,
+        "the bot is stored"
+    );
 }
 
 fn migrations_are_idempotent(store: &Store) {

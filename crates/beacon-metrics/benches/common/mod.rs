@@ -18,6 +18,9 @@ pub struct Event {
     pub timestamp: DateTime<Utc>,
     pub label: Option<String>,
     pub metadata: String,
+    pub visitor: Option<i64>,
+    pub country: Option<String>,
+    pub device: Option<String>,
 }
 
 impl Event {
@@ -32,6 +35,9 @@ impl Event {
             timestamp: self.timestamp,
             label: self.label.as_deref(),
             metadata: &self.metadata,
+            visitor: self.visitor,
+            country: self.country.as_deref(),
+            device: self.device.as_deref(),
         }
     }
 }
@@ -70,6 +76,29 @@ pub fn referrer(i: u64) -> String {
     format!("https://referrer-{i:04}.example/")
 }
 
+const COUNTRIES: [&str; 20] = [
+    "US", "DE", "FR", "GB", "IN", "BR", "JP", "CA", "ES", "IT", "NL", "PL", "SE", "AU", "MX", "KR",
+    "CH", "BE", "AT", "PT",
+];
+
+/// The profile the server would give session `i`: one visitor in four has
+/// two sessions (two tabs), 20 countries, mostly desktop and mobile. A
+/// visitor id is a hash of the address and the user agent, so a visitor's
+/// sessions share their country and device.
+pub fn profile(i: u64) -> (i64, String, String) {
+    let visitor = i * 4 / 5;
+    let device = match visitor % 10 {
+        0..5 => "desktop",
+        5..9 => "mobile",
+        _ => "tablet",
+    };
+    (
+        -(visitor as i64) - 1,
+        COUNTRIES[(visitor % 20) as usize].to_owned(),
+        device.to_owned(),
+    )
+}
+
 /// Events of `sessions` sessions, one every `step_ms` of event time, mixed
 /// like the pixel's traffic: 35% heartbeat, 25% visit, 30% click, 8% scroll,
 /// 2% session_end.
@@ -79,6 +108,7 @@ pub struct Traffic {
     step_ms: i64,
     next_id: i64,
     now: DateTime<Utc>,
+    profiled: bool,
 }
 
 impl Traffic {
@@ -89,6 +119,15 @@ impl Traffic {
             step_ms,
             next_id: 1,
             now: start(),
+            profiled: false,
+        }
+    }
+
+    /// The same traffic, each event with its session's [`profile`].
+    pub fn profiled(sessions: u64, step_ms: i64) -> Self {
+        Self {
+            profiled: true,
+            ..Self::new(sessions, step_ms)
         }
     }
 
@@ -125,7 +164,7 @@ impl Traffic {
             90..98 => ("scroll", r#"{"depth":50}"#.to_owned(), None),
             _ => ("session_end", r#"{"duration":64000}"#.to_owned(), None),
         };
-        Event {
+        let mut event = Event {
             id: self.next_id,
             kind: kind.to_owned(),
             session: token(s),
@@ -134,6 +173,16 @@ impl Traffic {
             timestamp: self.now - Duration::milliseconds(self.rng.below(3_000) as i64),
             label,
             metadata,
+            visitor: None,
+            country: None,
+            device: None,
+        };
+        if self.profiled {
+            let (visitor, country, device) = profile(s);
+            event.visitor = Some(visitor);
+            event.country = Some(country);
+            event.device = Some(device);
         }
+        event
     }
 }

@@ -14,6 +14,9 @@ pub(crate) struct Ev {
     pub(crate) referrer: Option<String>,
     pub(crate) timestamp: DateTime<Utc>,
     pub(crate) metadata: Value,
+    pub(crate) visitor: Option<i64>,
+    pub(crate) country: Option<String>,
+    pub(crate) device: Option<String>,
 }
 
 impl Ev {
@@ -30,6 +33,9 @@ impl Ev {
             timestamp: self.timestamp,
             label: self.metadata.get("label").and_then(Value::as_str),
             metadata: metadata_json,
+            visitor: self.visitor,
+            country: self.country.as_deref(),
+            device: self.device.as_deref(),
         }
     }
 }

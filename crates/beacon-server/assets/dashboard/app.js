@@ -18,18 +18,39 @@
     return (t.toDateString() === new Date().toDateString() ? timeFormat : dayTimeFormat).format(t);
   };
 
-  // Tables of the live panel and of the history. Later capabilities
-  // (countries, devices, bots, anomalies) add an entry here; a live table
-  // shows only when the snapshot carries its field.
+  // A country code as its flag (regional indicator letters) and its name
+  // in the browser's language; the code itself is the cell's data-item.
+  const regionNames = (() => {
+    try { return new Intl.DisplayNames(undefined, { type: "region" }); } catch { return null; }
+  })();
+  function country(code) {
+    if (!/^[A-Z]{2}$/.test(code || "")) return code || "(none)";
+    const flag = String.fromCodePoint(...[...code].map((c) => 0x1f1e6 + c.charCodeAt(0) - 65));
+    let name = code;
+    try { name = (regionNames && regionNames.of(code)) || code; } catch { /* not a region: the code */ }
+    return [el("span", { class: "flag", "aria-hidden": "true", text: flag }), name === code ? code : `${name} (${code})`];
+  }
+  const device = (type) => (type ? type.charAt(0).toUpperCase() + type.slice(1) : "(none)");
+
+  // Tables of the live panel and of the history. Later capabilities add an
+  // entry here; a live table shows only when the snapshot carries its
+  // field, an optional history table only when the server has its list
+  // (a server that answers 404 for it is older than the list).
   const LIVE_TABLES = [
     { field: "top_pages", title: "Live top pages", item: "url", itemTitle: "Page", value: "visitors", valueTitle: "Visitors" },
     { field: "top_referrers", title: "Live top referrers", item: "referrer", itemTitle: "Referrer", value: "visitors", valueTitle: "Visitors" },
+    { field: "top_countries", title: "Live top countries", item: "country", itemTitle: "Country", value: "visitors", valueTitle: "Visitors", format: country },
+    { field: "top_devices", title: "Live devices", item: "device", itemTitle: "Device", value: "visitors", valueTitle: "Visitors", format: device },
     { field: "top_clicks", title: "Top clicks, 24 hours", item: "label", itemTitle: "Label", value: "count", valueTitle: "Clicks" },
   ];
   const TOP_TABLES = [
     { path: "top-pages", id: "top-pages", title: "Top pages", item: "url", itemTitle: "Page" },
     { path: "top-referrers", id: "top-referrers", title: "Top referrers", item: "referrer", itemTitle: "Referrer" },
     { path: "top-clicks", id: "top-clicks", title: "Top clicks", item: "label", itemTitle: "Label" },
+    { path: "top-countries", id: "top-countries", title: "Top countries", item: "country", itemTitle: "Country", format: country, optional: true },
+    { path: "top-browsers", id: "top-browsers", title: "Top browsers", item: "browser", itemTitle: "Browser", optional: true },
+    { path: "top-os", id: "top-os", title: "Top operating systems", item: "os", itemTitle: "System", optional: true },
+    { path: "top-devices", id: "top-devices", title: "Top devices", item: "device", itemTitle: "Device", format: device, optional: true },
   ];
   const TOTALS = [
     ["page_views", "Page views"], ["visitors", "Visitors"], ["events", "Events"],
@@ -43,7 +64,11 @@
     const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (response.status === 401) throw new Unauthorized("unauthorized");
     const body = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(body.message || `${path} answered ${response.status}`);
+    if (!response.ok) {
+      const error = new Error(body.message || `${path} answered ${response.status}`);
+      error.status = response.status;
+      throw error;
+    }
     return body;
   }
 
@@ -71,7 +96,9 @@
       body.append(el("tr", null, el("td", { colspan: String(valueColumns.length + 1), class: "note", text: "Nothing yet" })));
     }
     for (const row of rows) {
-      body.append(el("tr", null, el("td", { class: "item", text: row[spec.item] || "(none)" }),
+      const item = row[spec.item];
+      const shown = spec.format ? spec.format(item) : item || "(none)";
+      body.append(el("tr", null, el("td", { class: "item", "data-item": item ?? "" }, ...[shown].flat()),
         ...valueColumns.map(([key]) => el("td", { class: "num", "data-value": String(row[key]), text: numberFormat.format(row[key]) }))));
     }
     return el("div", { class: "scroll" },
@@ -227,6 +254,19 @@
       `0,40 ${points.join(" ")} ${((spark.length - 1) * step).toFixed(1)},40`);
     $("sparkline").setAttribute("aria-label", `Events in the last minute, latest ${spark.at(-1)}, highest ${max}`);
 
+    // Dropped before storage (bots, unless the server keeps them): a small,
+    // honest count, so that filtered traffic is not a mystery.
+    const bots = $("live-bots");
+    bots.hidden = typeof s.bots_last_min !== "number";
+    if (!bots.hidden) {
+      const n = s.bots_last_min;
+      const other = Object.entries(s.dropped_last_min || {})
+        .filter(([reason]) => reason !== "bot").reduce((sum, [, count]) => sum + count, 0);
+      bots.dataset.value = String(n);
+      bots.textContent = `${numberFormat.format(n)} bot ${n === 1 ? "hit" : "hits"} filtered in the last minute`
+        + (other ? `, ${numberFormat.format(other)} other ${other === 1 ? "event" : "events"} dropped` : "");
+    }
+
     const tables = $("live-tables");
     tables.replaceChildren(...LIVE_TABLES.filter((spec) => Array.isArray(s[spec.field])).map((spec) =>
       table({ ...spec, id: `live-${spec.field}` }, s[spec.field], [[spec.value, spec.valueTitle]])));
@@ -305,13 +345,18 @@
     try {
       const [stats, ...tops] = await Promise.all([
         api(`stats/${range.interval}`, params),
-        ...TOP_TABLES.map((spec) => api(spec.path, { ...params, limit: 10 })),
+        ...TOP_TABLES.map((spec) => (spec.missing ? null : api(spec.path, { ...params, limit: 10 }).catch((error) => {
+          if (!spec.optional || error.status !== 404) throw error;
+          spec.missing = true; // this server has no such list: not asked again
+          return null;
+        }))),
       ]);
       if (loaded !== range) return; // a newer range was asked for meanwhile
       renderTotals(stats.totals);
       renderChart(stats);
-      $("top-tables").replaceChildren(...TOP_TABLES.map((spec, i) =>
-        table(spec, tops[i].items, [["count", spec.path === "top-clicks" ? "Clicks" : "Views"], ["visitors", "Visitors"]])));
+      $("top-tables").replaceChildren(...TOP_TABLES.flatMap((spec, i) => (tops[i]
+        ? [table(spec, tops[i].items, [["count", spec.path === "top-clicks" ? "Clicks" : "Views"], ["visitors", "Visitors"]])]
+        : [])));
       await loadSessions(true);
       await loadAnomalies(loaded);
     } catch (error) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::web;
 use beacon_metrics::{LiveConfig, LiveEvent};
 use beacon_model::NewEvent;
-use beacon_store::{Inserted, Store, StoreError, StoredEvent};
+use beacon_store::{Inserted, LiveRow, Store, StoreError};
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
@@ -42,7 +42,9 @@ pub async fn start(
 }
 
 /// The ingest pipeline's sink: feeds the new events of each commit to the
-/// live metrics, and marks the figures stale while the database is away.
+/// live metrics (all of them count as committed; those of bots, stored
+/// only with `--keep-bots`, count in no live figure), and marks the figures
+/// stale while the database is away.
 pub fn commit_sink(
     live: Arc<Live>,
     health: Arc<DatabaseHealth>,
@@ -50,13 +52,16 @@ pub fn commit_sink(
     move |outcome| match outcome {
         Ok(committed) => {
             health.reachable();
+            let mut count = 0;
             let new: Vec<LiveEvent<'_>> = committed
                 .receipt
                 .new_events(committed.events)
+                .inspect(|_| count += 1)
+                .filter(|(_, e)| !e.profile().is_some_and(|p| p.bot))
                 .map(|(id, e)| live_view(id, e))
                 .collect();
             live.set_stale(false);
-            live.record(&new);
+            live.record(count, &new);
         }
         Err(e) => {
             health.failed(e);
@@ -66,8 +71,11 @@ pub fn commit_sink(
 }
 
 /// The live view of a committed event of a batch, `id` its `events.id`:
-/// the same fields as [`live_event`] reads from the stored row.
+/// the same fields as [`live_event`] reads from the stored row, the profile
+/// the one enrichment gave the event (the session's: the aggregator keeps
+/// the first one it sees, as the store keeps that of the first batch).
 fn live_view(id: i64, e: &NewEvent) -> LiveEvent<'_> {
+    let profile = e.profile();
     LiveEvent {
         id,
         kind: e.kind().as_str(),
@@ -77,14 +85,18 @@ fn live_view(id: i64, e: &NewEvent) -> LiveEvent<'_> {
         timestamp: e.occurred_at(),
         label: e.label(),
         metadata: e.data_json(),
+        visitor: profile.and_then(|p| p.visitor_id),
+        country: profile.and_then(|p| p.country.as_deref()),
+        device: profile.and_then(|p| p.device.as_deref()),
     }
 }
 
 /// The aggregator's view of a stored row: no copy, no JSON parsing. The
 /// click label comes from its own column, which ingestion filled with
 /// `data.label` of clicks when a string, cut to 256 bytes, the same cut as
-/// `LiveConfig::default().max_label_bytes`.
-fn live_event(e: &StoredEvent) -> LiveEvent<'_> {
+/// `LiveConfig::default().max_label_bytes`. The profile is the session's.
+fn live_event(row: &LiveRow) -> LiveEvent<'_> {
+    let e = &row.event;
     LiveEvent {
         id: e.id,
         kind: &e.kind,
@@ -94,6 +106,9 @@ fn live_event(e: &StoredEvent) -> LiveEvent<'_> {
         timestamp: e.occurred_at(),
         label: e.label.as_deref(),
         metadata: &e.metadata,
+        visitor: row.visitor_id,
+        country: row.country.as_deref(),
+        device: row.device.as_deref(),
     }
 }
 
@@ -136,14 +151,15 @@ const WARM_UP_MAX_EVENTS: i64 = 500_000;
 
 /// Fills the live state from storage after a restart, so the dashboard does
 /// not blank: the events of the minutes before `now` and the most recent
-/// events.
+/// events, with their sessions' profiles, bots (kept with `--keep-bots`)
+/// left out.
 pub fn warm_up(store: &Store, live: &Live, now: DateTime<Utc>) -> Result<(), StoreError> {
     let cutoff = now - WARM_UP_WINDOW;
-    let window = store.events_since(cutoff, WARM_UP_MAX_EVENTS)?;
-    let recent: Vec<StoredEvent> = store
-        .recent_events(25)?
+    let window = store.live_events_since(cutoff, WARM_UP_MAX_EVENTS)?;
+    let recent: Vec<LiveRow> = store
+        .recent_live_events(25)?
         .into_iter()
-        .filter(|e| e.occurred_at() < cutoff)
+        .filter(|r| r.event.occurred_at() < cutoff)
         .rev()
         .collect();
     live.feed(&recent.iter().map(live_event).collect::<Vec<_>>());

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use beacon_metrics::{LiveConfig, LiveEvent, LiveMetrics, Snapshot};
+use beacon_metrics::{LiveConfig, LiveEvent, LiveMetrics, Snapshot, DROP_BOT};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -45,6 +45,25 @@ struct Tick<'a> {
     stale: bool,
     /// The open anomalies, as the database had them at the last interval.
     anomalies: &'a [crate::anomaly_worker::AnomalyView],
+}
+
+/// Why an event was dropped before storage, as counted on `/stream`
+/// (`dropped_last_min`, `bots_last_min`; `/metrics` has the totals since
+/// start, kept by enrichment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Traffic recognised as a crawler, monitor, previewer, HTTP library or
+    /// headless browser (dropped unless `--keep-bots`).
+    Bot,
+}
+
+impl DropReason {
+    /// The reason's name on `/stream`, as in `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Bot => DROP_BOT,
+        }
+    }
 }
 
 /// Live state shared by the writers, the broadcaster and `/stream`.
@@ -86,11 +105,24 @@ impl Live {
         }
     }
 
-    /// Feeds newly committed events (called after each commit).
-    pub fn record(&self, events: &[LiveEvent<'_>]) {
+    /// Counts `committed` newly committed events and feeds `events`, those
+    /// of them that count in the live figures (called after each commit;
+    /// events of bots kept with `--keep-bots` are committed but not fed).
+    pub fn record(&self, committed: usize, events: &[LiveEvent<'_>]) {
         self.committed
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
+            .fetch_add(committed as u64, Ordering::Relaxed);
         self.feed(events);
+    }
+
+    /// Counts `n` events dropped before storage at `now`, for `reason`:
+    /// shown on `/stream` for a minute.
+    pub fn record_dropped(&self, reason: DropReason, n: usize, now: DateTime<Utc>) {
+        if n == 0 {
+            return;
+        }
+        if let Ok(mut metrics) = self.metrics.lock() {
+            metrics.record_dropped(reason.as_str(), n as u64, now);
+        }
     }
 
     /// Feeds events to the aggregator without counting them as committed
@@ -243,69 +275,4 @@ impl Drop for StreamGuard {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The id of the last tick in `frame` (an SSE `id:` line).
-    fn last_id(frame: &[u8]) -> Option<u64> {
-        std::str::from_utf8(frame)
-            .ok()?
-            .lines()
-            .filter_map(|l| l.strip_prefix("id: "))
-            .next_back()?
-            .parse()
-            .ok()
-    }
-
-    /// A stream opened while the broadcaster ticks starts from the latest
-    /// frame and then receives only newer ones: never the latest frame a
-    /// second time (which a dashboard would see as a repeated id).
-    #[test]
-    fn a_stream_opened_during_a_tick_never_receives_its_first_frame_twice() {
-        // The time plays no part here: every tick and opening uses one.
-        let now: DateTime<Utc> = "2026-11-30T10:00:00Z".parse().unwrap_or_default();
-        let live = Arc::new(Live::new(
-            LiveConfig::default(),
-            Duration::from_secs(1),
-            now,
-        ));
-        live.tick(now);
-        let ticker = {
-            let live = Arc::clone(&live);
-            std::thread::spawn(move || {
-                for _ in 0..20_000 {
-                    live.tick(now);
-                }
-            })
-        };
-        let (mut opened, mut compared) = (0, 0);
-        while !ticker.is_finished() {
-            let (first, mut receiver) = live.open(now);
-            let Some(start) = last_id(&first) else {
-                panic!("no tick in the opening frame")
-            };
-            opened += 1;
-            // The first frame the stream would send after its opening one.
-            let next = loop {
-                match receiver.try_recv() {
-                    Ok(Frame::Data(frame)) => break Some(frame),
-                    Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-                    _ => break None,
-                }
-            };
-            if let Some(frame) = next {
-                let id = last_id(&frame).unwrap_or_default();
-                assert!(
-                    id > start,
-                    "opened at tick {start}, then received tick {id}"
-                );
-                compared += 1;
-            }
-        }
-        assert!(ticker.join().is_ok());
-        assert!(
-            compared > 100,
-            "too few streams raced the ticks to test anything ({compared} of {opened})"
-        );
-    }
-}
+mod tests;

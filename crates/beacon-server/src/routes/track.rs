@@ -9,6 +9,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 use crate::error::ApiError;
+use crate::live::DropReason;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -57,6 +58,7 @@ pub async fn track(
     let enriched = state
         .enrichment
         .enrich(&client, &req, parsed.events, received_at);
+    state.dropped(DropReason::Bot, enriched.bots);
     if !enriched.events.is_empty() {
         state.ingestor.submit(enriched.events).await?;
     }

@@ -271,16 +271,6 @@ fn exclude_inserts(conn: &mut Conn<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// [`exclude_inserts`], and the rollup passes too (PostgreSQL: a pass
-/// holds the watermark row for its whole transaction; SQLite: the write
-/// lock), for a step that changes the rollups.
-fn exclude_writers(conn: &mut Conn<'_>) -> Result<(), StoreError> {
-    if let Conn::Pg(c) = conn {
-        c.batch_execute("SELECT 1 FROM rollup_watermark WHERE id = 1 FOR UPDATE")?;
-    }
-    exclude_inserts(conn)
-}
-
 /// Deletes the sessions of `ids` that are still dead (no event, last seen
 /// before the cutoff `before_us`; checked again inside a transaction that
 /// excluded inserts), logs them, and returns the ids deleted.
@@ -327,7 +317,7 @@ fn drop_rollup_rows(conn: &mut Conn<'_>, targets: &[Target]) -> Result<(), Store
     if !own.is_empty() {
         conn.execute(
             &format!(
-                "DELETE FROM rollup_seen WHERE session_id IN ({})",
+                "DELETE FROM rollup_seen WHERE visitor IN ({})",
                 int_list(&own)
             ),
             &[],
@@ -481,7 +471,6 @@ impl Store {
     ) -> Result<Option<Forgotten>, StoreError> {
         self.write_transaction(|conn| {
             forget::settle(conn)?;
-            exclude_writers(conn)?;
             let Some(target) = conn
                 .load::<Target>(
                     &format!(
@@ -493,7 +482,11 @@ impl Store {
             else {
                 return Ok(None);
             };
-            forget::subtract(conn, target.id, target.visitor)?;
+            // Read with no insert waiting (the reads may scan `sessions`
+            // for the key's other sessions); written once inserts are out.
+            let undo = forget::undo(conn, target.id, target.visitor)?;
+            exclude_inserts(conn)?;
+            forget::apply(conn, &undo)?;
             let events = conn.execute(
                 "DELETE FROM events WHERE session_id = ?",
                 &[Param::Int(target.id)],

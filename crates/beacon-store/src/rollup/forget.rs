@@ -15,11 +15,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use diesel::connection::SimpleConnection;
 use diesel::sql_types::BigInt;
 use diesel::QueryableByName;
 
 use super::plan::{
-    facts, plan, sightings, visitor_units, PendingEvent, Plan, SeenRow, StatsDelta, VisitorKey,
+    facts, pass_sessions_sql, plan, profiles, sightings, visitor_units, PassSession, PendingEvent,
+    Plan, SeenRow, StatsDelta, VisitorKey,
 };
 use super::units::{quarter_of, Dim, Grain};
 use super::{postgres, sqlite, PENDING_COLUMNS, VISITOR_KEY};
@@ -51,23 +53,39 @@ struct Count {
 /// Quarters per (dimension, item).
 type Quarters = BTreeMap<(Dim, String), BTreeSet<i64>>;
 
-/// Folds every pending event into the rollups first, inside the
-/// transaction of a forget, where a pass could otherwise write what it
-/// read of the session before: on SQLite a pass reads without the write
-/// lock and writes only if the watermark has not moved, which this moves.
-/// (On PostgreSQL a pass holds the watermark row for its whole
-/// transaction, and the forget takes that row.)
+/// Makes the forget's transaction exclude rollup passes, so that what is
+/// folded in stays as [`undo`] reads it. On PostgreSQL: the watermark row,
+/// which a pass holds for its whole transaction (inserts go on). On
+/// SQLite, where a pass reads without the write lock and writes only if
+/// the watermark has not moved, the transaction holds the write lock and
+/// first folds every pending event in, which moves the watermark: a pass
+/// that read the session's events before writes nothing.
 pub(crate) fn settle(conn: &mut Conn<'_>) -> Result<(), StoreError> {
-    if let Conn::Sqlite(c) = conn {
-        sqlite::fold_pending(c)?;
+    match conn {
+        Conn::Pg(c) => c.batch_execute("SELECT 1 FROM rollup_watermark WHERE id = 1 FOR UPDATE")?,
+        Conn::Sqlite(c) => sqlite::fold_pending(c)?,
     }
     Ok(())
 }
 
-/// Subtracts session `session` (of visitor key `visitor`) from the
-/// rollups. Runs in the transaction that deletes it, after [`settle`],
-/// with inserts locked out: no pass and no insert runs meanwhile.
-pub(crate) fn subtract(conn: &mut Conn<'_>, session: i64, visitor: i64) -> Result<(), StoreError> {
+/// What taking a session out of the rollups changes: computed by
+/// [`undo`] from what is folded in, written by [`apply`].
+pub(crate) struct Undo {
+    session: i64,
+    visitor: i64,
+    /// Deltas to add (negative counts and stats, visitor units moved).
+    plan: Plan,
+    /// `rollup_seen` quarters of the key to delete, per (dimension, item).
+    gone: Vec<((Dim, String), Vec<i64>)>,
+}
+
+/// Computes what the rollups hold for session `session` (of visitor key
+/// `visitor`) and what remains for its key without it, reading only. Runs
+/// in the forget's transaction after [`settle`], once no rollup pass can
+/// run (PostgreSQL: the watermark row is held; SQLite: the write lock), so
+/// what is folded in stays as read; inserts may go on meanwhile: their
+/// events are past the watermark, in no rollup.
+pub(crate) fn undo(conn: &mut Conn<'_>, session: i64, visitor: i64) -> Result<Undo, StoreError> {
     let watermark = conn
         .load::<Watermark>(
             "SELECT COALESCE(MAX(last_event_id), 0) AS last_event_id, \
@@ -82,12 +100,15 @@ pub(crate) fn subtract(conn: &mut Conn<'_>, session: i64, visitor: i64) -> Resul
     let mut undo = Plan::default();
 
     // What its folded events added to the counts and the stats, as a pass
-    // computes it, taken away.
+    // computes it (nothing for a bot's session), taken away.
+    let sessions: Vec<PassSession> =
+        conn.load(&pass_sessions_sql("s.id = ?"), &[Param::Int(session)])?;
+    let profiles = profiles(&sessions);
     let events: Vec<PendingEvent> = conn.load(
         &format!("SELECT {PENDING_COLUMNS} FROM events WHERE session_id = ? AND id <= ?"),
         &[Param::Int(session), Param::Int(watermark.last_event_id)],
     )?;
-    let added = plan(&facts(&events), vec![], vec![]);
+    let added = plan(&facts(&events, &profiles), vec![], vec![]);
     undo.counts = added.counts.into_iter().map(|(k, n)| (k, -n)).collect();
     for (quarter, d) in added.stats {
         let delta = StatsDelta {
@@ -117,7 +138,7 @@ pub(crate) fn subtract(conn: &mut Conn<'_>, session: i64, visitor: i64) -> Resul
     // remains without it.
     let held = held_quarters(conn, visitor)?;
     let kept = kept_quarters(conn, session, visitor, &held, &watermark)?;
-    let mut gone: Vec<((Dim, String), Vec<i64>)> = vec![];
+    let mut gone = vec![];
     for (key, old) in &held {
         let new = kept.get(key).cloned().unwrap_or_default();
         if new == *old {
@@ -138,20 +159,30 @@ pub(crate) fn subtract(conn: &mut Conn<'_>, session: i64, visitor: i64) -> Resul
         gone.push((key.clone(), old.difference(&new).copied().collect()));
     }
     undo.drop_zeros();
+    Ok(Undo {
+        session,
+        visitor,
+        plan: undo,
+        gone,
+    })
+}
 
+/// Writes an [`Undo`]: in the transaction that read it, once inserts are
+/// excluded too.
+pub(crate) fn apply(conn: &mut Conn<'_>, undo: &Undo) -> Result<(), StoreError> {
     match conn {
-        Conn::Pg(c) => postgres::write_plan(c, &undo)?,
-        Conn::Sqlite(c) => sqlite::write_plan(c, &undo)?,
+        Conn::Pg(c) => postgres::write_plan(c, &undo.plan)?,
+        Conn::Sqlite(c) => sqlite::write_plan(c, &undo.plan)?,
     }
-    for ((dim, item), quarters) in &gone {
+    for ((dim, item), quarters) in &undo.gone {
         conn.execute(
             &format!(
-                "DELETE FROM rollup_seen WHERE session_id = ? AND dim = ? AND item = ? \
+                "DELETE FROM rollup_seen WHERE visitor = ? AND dim = ? AND item = ? \
                  AND quarter IN ({})",
                 int_list(quarters.iter().copied())
             ),
             &[
-                Param::Int(visitor),
+                Param::Int(undo.visitor),
                 Param::Int(i64::from(dim.stored())),
                 Param::Text(item.clone()),
             ],
@@ -159,15 +190,15 @@ pub(crate) fn subtract(conn: &mut Conn<'_>, session: i64, visitor: i64) -> Resul
     }
     conn.execute(
         "DELETE FROM rollup_session WHERE session_id = ?",
-        &[Param::Int(session)],
+        &[Param::Int(undo.session)],
     )?;
-    delete_zero_rows(conn, &undo)
+    delete_zero_rows(conn, &undo.plan)
 }
 
 /// The quarters `rollup_seen` holds for a visitor key.
 fn held_quarters(conn: &mut Conn<'_>, visitor: i64) -> Result<Quarters, StoreError> {
     let rows: Vec<SeenRow> = conn.load(
-        "SELECT session_id, dim, item, quarter FROM rollup_seen WHERE session_id = ?",
+        "SELECT visitor, dim, item, quarter FROM rollup_seen WHERE visitor = ?",
         &[Param::Int(visitor)],
     )?;
     let mut held = Quarters::new();
@@ -208,6 +239,11 @@ fn kept_quarters(
             kept.insert(key.clone(), before);
         }
     }
+    let sessions: Vec<PassSession> = conn.load(
+        &pass_sessions_sql(&format!("{VISITOR_KEY} = ? AND s.id <> ?")),
+        &[Param::Int(visitor), Param::Int(session)],
+    )?;
+    let profiles = profiles(&sessions);
     let events: Vec<PendingEvent> = conn.load(
         &format!(
             "SELECT {PENDING_COLUMNS} FROM events WHERE session_id IN \
@@ -221,7 +257,7 @@ fn kept_quarters(
             Param::Int(watermark.pruned_before),
         ],
     )?;
-    let facts = facts(&events);
+    let facts = facts(&events, &profiles);
     for ((dim, item), quarters) in sightings(&facts) {
         kept.entry((dim, item.to_owned()))
             .or_default()

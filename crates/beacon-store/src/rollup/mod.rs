@@ -14,30 +14,44 @@
 //! smaller id has committed or rolled back. (SQLite has one writer at a
 //! time, so its largest id is always settled.)
 //!
+//! A pass reads the sessions of its events too: events of a bot's session
+//! (`sessions.bot`) are left out of every rollup (the watermark still moves
+//! past them); the others count for their session's visitor
+//! ([`VISITOR_KEY`]) and carry its place, browser, system and device as
+//! items of the session dimensions.
+//!
 //! Three aggregate tables (see the migration `2026-11-30-000002_rollups`):
 //!
-//! - `rollup_counts (grain, dim, unit, item, n)`: event counts per unit;
+//! - `rollup_counts (grain, dim, unit, item, n)`: event counts per unit
+//!   (page views for the session dimensions);
 //! - `rollup_visitors (grain, dim, unit, item, prev, n)`: one "visitor
-//!   unit" per session, item and unit the session was seen in, aggregated by
+//!   unit" per visitor, item and unit the visitor was seen in, aggregated by
 //!   `prev`, the last quarter **before the unit starts** in which that
-//!   session was seen with that item (-1 when none). The distinct sessions
+//!   visitor was seen with that item (-1 when none). The distinct visitors
 //!   of a range that starts at quarter `A` are exactly the visitor units
-//!   inside the range with `prev < A`: each session is counted in the first
+//!   inside the range with `prev < A`: each visitor is counted in the first
 //!   unit of the range it appears in, and only there. This holds for any
 //!   decomposition of the range into quarters and whole UTC days, which is
 //!   how stats and top lists stay exact while reading a few thousand rows;
 //! - `rollup_session (session_id, …)`: per-session counters, and the
 //!   contribution last added for "sessions started" and "duration".
 //!
-//! `rollup_seen (session_id, dim, item, quarter)` remembers in which quarters
-//! each session was seen, so that an event arriving out of order (earlier
-//! than events already stored for its session) moves the `prev` of the
+//! `rollup_seen (visitor, dim, item, quarter)` remembers in which quarters
+//! each visitor was seen, so that an event arriving out of order (earlier
+//! than events already stored for its visitor) moves the `prev` of the
 //! later units correctly. On PostgreSQL a pass locks the watermark row
 //! first, so passes run one at a time (several instances may try at once).
 //! On SQLite, where a write holds the database's one write lock and every
 //! commit waits for it, a pass reads and computes on a snapshot first and
 //! takes the lock only to write, if the watermark has not moved meanwhile
 //! ([`Store::roll_up`]). The insert path never touches these tables.
+//!
+//! A session's visitor id and other columns are read when its events are
+//! folded in. They are set when the session starts and only ever filled in
+//! (an empty column written by a later batch), so the events of a session
+//! count under one visitor and items, except for a column filled after
+//! some of its events were folded: those count without it, the later ones
+//! with it, until a rebuild.
 //!
 //! The module's layers: [`units`] (the quarter, grains and dimensions as
 //! stored, and the aligned ranges the read API takes), [`plan`] (what a
@@ -59,22 +73,80 @@ use crate::{Store, StoreError};
 
 use plan::PENDING_COLUMNS;
 pub use units::TimeRange;
+use units::{PLACE_SEPARATOR, QUARTERS_PER_DAY, QUARTER_US};
 
-/// The statements that recompute every rollup from events and sessions.
-/// The tests check that they agree with the incremental passes (the
-/// migration that created the rollups ran an earlier copy; it is history).
+/// The visitor key of a session, as SQL over `sessions` aliased `s`: its
+/// daily visitor id (always negative), or for a session stored without one
+/// its own id (positive, so the two never collide): such a session is its
+/// own visitor. Every figure named `visitors` counts distinct keys, and
+/// `rollup_seen.visitor` holds them; whatever needs a session's key (the
+/// passes, the rebuild, erasing a session from the rollups) takes it from
+/// here.
+pub(crate) const VISITOR_KEY: &str = "COALESCE(s.visitor_id, s.id)";
+
+/// The statements that recompute the rollups of the retained range from
+/// events and sessions, with placeholders ([`Cut::rebuild_sql`]). The tests
+/// check that they agree with the incremental passes (the migration that
+/// created the rollups ran an earlier copy; it is history).
 const REBUILD_SQL: &str = include_str!("rebuild.sql");
 
-/// The visitor key of a session row aliased `s`: what `rollup_seen`'s
-/// `session_id` column holds and the visitor figures count distinct
-/// values of. Today the session's own id; anything that must find a
-/// key's sessions (`beacon forget`) goes through this one expression.
-pub(crate) const VISITOR_KEY: &str = "s.id";
+/// Where a rebuild starts: the first quarter that starts at or after the
+/// earliest stored event (and not before the last day pruned, see
+/// [`EARLIEST_SQL`]). Every unit that starts there or later is
+/// recomputed from the events; the units before it are kept, since their
+/// events may be gone (retention deletes old events and keeps the
+/// rollups), and so is the row of every session that started before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Cut {
+    /// The first quarter recomputed.
+    quarter: i64,
+    /// The first UTC day recomputed: the first that starts at or after
+    /// `quarter`.
+    day: i64,
+}
+
+impl Cut {
+    /// The cut for the earliest stored event (µs).
+    pub(super) fn after(earliest_us: i64) -> Self {
+        let quarter =
+            earliest_us.div_euclid(QUARTER_US) + i64::from(earliest_us.rem_euclid(QUARTER_US) != 0);
+        Self {
+            quarter,
+            day: (quarter + QUARTERS_PER_DAY - 1).div_euclid(QUARTERS_PER_DAY),
+        }
+    }
+
+    /// The start of the first quarter recomputed, µs: sessions that
+    /// started before it keep their row.
+    pub(super) fn start_us(self) -> i64 {
+        self.quarter * QUARTER_US
+    }
+
+    /// Events before this time (µs) are in units the rebuild keeps (a
+    /// quarter before the cut, or the day holding it): pending ones must
+    /// be folded in before the rebuild, as must those of the sessions that
+    /// keep their row.
+    pub(super) fn kept_before_us(self) -> i64 {
+        self.day * QUARTERS_PER_DAY * QUARTER_US
+    }
+
+    /// [`REBUILD_SQL`] for this cut.
+    pub(super) fn rebuild_sql(self) -> String {
+        REBUILD_SQL
+            .replace(":cut_us", &self.start_us().to_string())
+            .replace(":cut", &self.quarter.to_string())
+            .replace(":first_day", &self.day.to_string())
+            .replace(":day_cut", &(self.day * QUARTERS_PER_DAY).to_string())
+            .replace(":visitor_key", VISITOR_KEY)
+            .replace(":sep", &format!("'{PLACE_SEPARATOR}'"))
+    }
+}
 
 /// What one [`Store::roll_up`] pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RollupProgress {
-    /// Events added to the rollups by this pass.
+    /// Events folded in by this pass: the watermark moved past them (bots'
+    /// events, which no rollup counts, included).
     pub applied: usize,
     /// True when no committed event was left out of the rollups when the
     /// pass began (false: the pass stopped at its size limit; run another).
@@ -87,7 +159,22 @@ struct Id {
     id: i64,
 }
 
+#[derive(QueryableByName)]
+struct MaybeTime {
+    #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+    at: Option<i64>,
+}
+
 const SETTLED_MAX_SQL: &str = "SELECT COALESCE(MAX(id), 0) AS id FROM events";
+/// Where the rebuild's [`Cut`] is taken from: the earliest stored event's
+/// time, but never before the day pruning deleted up to
+/// (`rollup_watermark.pruned_before`): an old event that arrived late and
+/// was folded in after a prune is no sign that the days before it are
+/// whole. `NULL` when no event is stored.
+const EARLIEST_SQL: &str = "SELECT CASE WHEN e.at IS NULL THEN NULL \
+     WHEN e.at > w.pruned THEN e.at ELSE w.pruned END AS at \
+     FROM (SELECT MIN(occurred_at) AS at FROM events) e, \
+     (SELECT COALESCE(MAX(pruned_before), 0) AS pruned FROM rollup_watermark) w";
 const WATERMARK_SQL: &str = "SELECT last_event_id AS id FROM rollup_watermark WHERE id = 1";
 
 /// After a rebuild, every stored event is in the rollups.
@@ -158,10 +245,14 @@ impl Store {
         }
     }
 
-    /// Recomputes every rollup from the stored events and sessions, in one
-    /// transaction, and moves the watermark past every event. Ingestion
-    /// waits meanwhile (PostgreSQL: a SHARE lock on `events`; SQLite: the
-    /// write lock), so no event is missed or counted twice.
+    /// Recomputes the rollups from the stored events and sessions, in one
+    /// transaction, and moves the watermark past every event. Only the
+    /// retained range is recomputed: every unit that starts at or after the
+    /// earliest stored event ([`Cut`]); the older ones, whose events may
+    /// have been deleted, are kept, after the pending events that touch
+    /// them are folded in. Ingestion waits meanwhile (PostgreSQL: a SHARE
+    /// lock on `events`; SQLite: the write lock), so no event is missed or
+    /// counted twice.
     pub fn rebuild_rollups(&self) -> Result<(), StoreError> {
         match &*self.pools {
             Pools::Pg(pool) => postgres::rebuild(&mut *pool.get()?)?,
@@ -171,6 +262,39 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebuild_starts_at_the_first_unit_wholly_after_the_earliest_event() {
+        let day = QUARTERS_PER_DAY * QUARTER_US;
+        let cut = Cut::after(3 * day + 5 * QUARTER_US + 1);
+        assert_eq!(
+            cut,
+            Cut {
+                quarter: 3 * 96 + 6,
+                day: 4
+            }
+        );
+        assert_eq!(cut.start_us(), 3 * day + 6 * QUARTER_US);
+        assert_eq!(cut.kept_before_us(), 4 * day);
+        let aligned = Cut::after(3 * day);
+        assert_eq!(
+            aligned,
+            Cut {
+                quarter: 3 * 96,
+                day: 3
+            },
+            "nothing before is lost"
+        );
+        assert_eq!(aligned.kept_before_us(), 3 * day);
+        let sql = cut.rebuild_sql();
+        assert!(!sql.contains(":cut") && !sql.contains(":day") && !sql.contains(":sep"));
+        assert!(sql.contains("WHERE quarter >= 294;"), "{sql}");
     }
 }
 
@@ -187,7 +311,7 @@ impl Store {
     /// incrementally maintained rollups with a rebuild.
     pub fn rollup_fingerprint(&self) -> Result<Vec<String>, StoreError> {
         use diesel::RunQueryDsl;
-        let sql = "SELECT 'seen ' || session_id || ' ' || dim || ' ' || item || ' ' || quarter AS line FROM rollup_seen
+        let sql = "SELECT 'seen ' || visitor || ' ' || dim || ' ' || item || ' ' || quarter AS line FROM rollup_seen
             UNION ALL SELECT 'count ' || grain || ' ' || dim || ' ' || unit || ' ' || item || ' ' || n FROM rollup_counts WHERE n <> 0
             UNION ALL SELECT 'visitors ' || grain || ' ' || dim || ' ' || unit || ' ' || item || ' ' || prev || ' ' || n FROM rollup_visitors WHERE n <> 0
             UNION ALL SELECT 'stats ' || quarter || ' ' || events || ' ' || page_views || ' ' || clicks || ' ' || sessions || ' ' || duration_us FROM rollup_stats WHERE events <> 0 OR sessions <> 0 OR duration_us <> 0

@@ -1,14 +1,15 @@
-//! The pure half of a rollup pass: from a batch of committed events and what
-//! the rollups already hold for their sessions, the rows to add. No
-//! database here; the backends read the inputs and write the [`Plan`].
+//! The pure half of a rollup pass: from a batch of committed events, the
+//! sessions they belong to and what the rollups already hold for them, the
+//! rows to add. No database here; the backends read the inputs and write
+//! the [`Plan`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use beacon_model::EventKind;
-use diesel::sql_types::{BigInt, Nullable, SmallInt, Text};
+use diesel::sql_types::{BigInt, Bool, Nullable, SmallInt, Text};
 use diesel::QueryableByName;
 
-use super::units::{day_of, quarter_of, Dim, Grain};
+use super::units::{day_of, place_item, quarter_of, Dim, Grain};
 
 /// Label of a click without one (as the live stream shows it).
 const UNKNOWN_LABEL: &str = "unknown";
@@ -33,25 +34,134 @@ pub(super) struct PendingEvent {
 /// The columns [`PendingEvent`] reads.
 pub(super) const PENDING_COLUMNS: &str = "session_id, kind, url, referrer, label, occurred_at";
 
+/// A session of a pass's events, as the pass reads it: who is behind it,
+/// its bounds now, and what the rollups last recorded for it.
+#[derive(QueryableByName, Debug, Default)]
+pub(super) struct PassSession {
+    #[diesel(sql_type = BigInt)]
+    pub(super) id: i64,
+    /// Its visitor key ([`super::VISITOR_KEY`]).
+    #[diesel(sql_type = BigInt)]
+    pub(super) visitor: i64,
+    #[diesel(sql_type = Bool)]
+    pub(super) bot: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(super) country: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(super) region: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(super) city: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(super) browser: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(super) os: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(super) device: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    pub(super) first_seen: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(super) last_seen: i64,
+    /// The quarter last recorded in `rollup_session` (none: no row yet).
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(super) quarter: Option<i64>,
+    /// The duration last recorded in `rollup_session`.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(super) duration_us: Option<i64>,
+}
+
+/// The statement that reads [`PassSession`]s, given the condition on
+/// `s.id` that picks them (ordered by id).
+pub(super) fn pass_sessions_sql(condition: &str) -> String {
+    format!(
+        "SELECT s.id, {key} AS visitor, s.bot, s.country, s.region, s.city, s.browser, s.os, \
+         s.device, s.first_seen, s.last_seen, r.quarter, r.duration_us FROM sessions s \
+         LEFT JOIN rollup_session r ON r.session_id = s.id WHERE {condition} ORDER BY s.id",
+        key = super::VISITOR_KEY
+    )
+}
+
+/// What the rollups take from a session that is not a bot's: its visitor
+/// key, and the items of its session dimensions ([`Dim::of_session`]).
+#[derive(Debug)]
+pub(super) struct Profile {
+    visitor: i64,
+    items: Vec<(Dim, String)>,
+}
+
+/// A column's value, an empty one being as good as none (as in the
+/// rebuild).
+fn known(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
+/// The [`Profile`] of each session that is not a bot's, by id. Events of
+/// the others (bots, and sessions no longer stored) are left out of the
+/// rollups.
+pub(super) fn profiles(sessions: &[PassSession]) -> HashMap<i64, Profile> {
+    sessions
+        .iter()
+        .filter(|s| !s.bot)
+        .map(|s| {
+            let country = known(&s.country);
+            let items = [
+                (Dim::Country, country.map(str::to_owned)),
+                (
+                    Dim::Region,
+                    known(&s.region).map(|r| place_item(country, r)),
+                ),
+                (Dim::City, known(&s.city).map(|c| place_item(country, c))),
+                (Dim::Browser, known(&s.browser).map(str::to_owned)),
+                (Dim::Os, known(&s.os).map(str::to_owned)),
+                (Dim::Device, known(&s.device).map(str::to_owned)),
+            ]
+            .into_iter()
+            .filter_map(|(dim, item)| Some((dim, item?)))
+            .collect();
+            let profile = Profile {
+                visitor: s.visitor,
+                items,
+            };
+            (s.id, profile)
+        })
+        .collect()
+}
+
 /// What an inserted event contributes.
 #[derive(Debug)]
 pub(super) struct Fact<'a> {
     session_id: i64,
-    /// Event time, µs.
-    at: i64,
+    /// The visitor key of its session.
+    visitor: i64,
     quarter: i64,
     visit: bool,
     click: bool,
-    /// (dimension, item) pairs seen (visitors); all but [`Dim::All`]
-    /// counted.
+    /// (dimension, item) pairs seen (visitors); counted as
+    /// [`counted`] says.
     items: Vec<(Dim, &'a str)>,
 }
 
-/// The facts of a batch of events, in the batch's order.
-pub(super) fn facts(events: &[PendingEvent]) -> Vec<Fact<'_>> {
+/// Whether an item of `dim` is counted in `rollup_counts` for an event:
+/// never for [`Dim::All`] (its counts are `rollup_stats`), page views only
+/// for the session dimensions, always for the others (a page or referrer
+/// item is a page view's, a label a click's).
+fn counted(dim: Dim, visit: bool) -> bool {
+    match dim {
+        Dim::All => false,
+        d if d.of_session() => visit,
+        _ => true,
+    }
+}
+
+/// The facts of a batch of events, in the batch's order, leaving out the
+/// events of sessions without a profile.
+pub(super) fn facts<'a>(
+    events: &'a [PendingEvent],
+    profiles: &'a HashMap<i64, Profile>,
+) -> Vec<Fact<'a>> {
     events
         .iter()
-        .map(|e| {
+        .filter_map(|e| {
+            let profile = profiles.get(&e.session_id)?;
             let visit = e.kind == EventKind::Visit.as_str();
             let click = e.kind == EventKind::Click.as_str();
             let mut items = vec![(Dim::All, "")];
@@ -66,14 +176,15 @@ pub(super) fn facts(events: &[PendingEvent]) -> Vec<Fact<'_>> {
             if click {
                 items.push((Dim::Click, e.label.as_deref().unwrap_or(UNKNOWN_LABEL)));
             }
-            Fact {
+            items.extend(profile.items.iter().map(|(d, i)| (*d, i.as_str())));
+            Some(Fact {
                 session_id: e.session_id,
-                at: e.occurred_at,
+                visitor: profile.visitor,
                 quarter: quarter_of(e.occurred_at),
                 visit,
                 click,
                 items,
-            }
+            })
         })
         .collect()
 }
@@ -89,11 +200,17 @@ pub(super) fn sightings<'a>(facts: &[Fact<'a>]) -> BTreeMap<(Dim, &'a str), BTre
     out
 }
 
+/// The distinct visitor keys of `facts`, sorted.
+pub(super) fn visitors_of(facts: &[Fact<'_>]) -> Vec<i64> {
+    let keys: BTreeSet<i64> = facts.iter().map(|f| f.visitor).collect();
+    keys.into_iter().collect()
+}
+
 /// A row of `rollup_seen`, as read.
 #[derive(QueryableByName, Debug)]
 pub(super) struct SeenRow {
     #[diesel(sql_type = BigInt)]
-    pub(super) session_id: i64,
+    pub(super) visitor: i64,
     #[diesel(sql_type = SmallInt)]
     pub(super) dim: i16,
     #[diesel(sql_type = Text)]
@@ -103,25 +220,36 @@ pub(super) struct SeenRow {
 }
 
 /// A session's bounds now, and what the rollups last recorded for it.
-#[derive(QueryableByName, Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct SessionSpan {
-    #[diesel(sql_type = BigInt)]
     pub(super) id: i64,
-    #[diesel(sql_type = BigInt)]
     pub(super) first_seen: i64,
-    #[diesel(sql_type = BigInt)]
     pub(super) last_seen: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
     pub(super) quarter: Option<i64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
     pub(super) duration_us: Option<i64>,
 }
 
-/// A row to add to `rollup_seen`: a session was seen with an item in a
+/// The spans of the sessions that are not bots' (bots' sessions are in no
+/// rollup: not started, not counted).
+pub(super) fn spans(sessions: &[PassSession]) -> Vec<SessionSpan> {
+    sessions
+        .iter()
+        .filter(|s| !s.bot)
+        .map(|s| SessionSpan {
+            id: s.id,
+            first_seen: s.first_seen,
+            last_seen: s.last_seen,
+            quarter: s.quarter,
+            duration_us: s.duration_us,
+        })
+        .collect()
+}
+
+/// A row to add to `rollup_seen`: a visitor was seen with an item in a
 /// quarter. Fields in key order, so rows sort as the table's key.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Seen {
-    pub(super) session_id: i64,
+    pub(super) visitor: i64,
     pub(super) dim: Dim,
     pub(super) item: String,
     pub(super) quarter: i64,
@@ -143,7 +271,7 @@ pub(super) struct VisitorKey {
     pub(super) dim: Dim,
     pub(super) unit: i64,
     pub(super) item: String,
-    /// The last quarter before the unit in which the session was seen with
+    /// The last quarter before the unit in which the visitor was seen with
     /// the item; -1 when none.
     pub(super) prev: i64,
 }
@@ -223,7 +351,7 @@ impl Plan {
     }
 }
 
-/// One visitor unit of a session and item: the session was seen with the
+/// One visitor unit of a visitor and item: the visitor was seen with the
 /// item in `unit` (of `grain`), and last before that unit in `prev`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct VisitorUnit {
@@ -232,7 +360,7 @@ pub(super) struct VisitorUnit {
     pub(super) prev: i64,
 }
 
-/// Visitor units of one session and item seen in `quarters` (sorted).
+/// Visitor units of one visitor and item seen in `quarters` (sorted).
 pub(super) fn visitor_units(quarters: &BTreeSet<i64>) -> Vec<VisitorUnit> {
     let mut out = Vec::with_capacity(quarters.len() + 2);
     let mut prev = -1;
@@ -266,7 +394,7 @@ struct Added {
 }
 
 /// Computes the changes of one batch from its facts, the quarters already
-/// seen for its sessions, and its sessions' spans.
+/// seen for its visitors, and its sessions' spans (those of [`spans`]).
 pub(super) fn plan(facts: &[Fact<'_>], seen: Vec<SeenRow>, spans: Vec<SessionSpan>) -> Plan {
     let mut plan = Plan::default();
     let mut new_seen: BTreeMap<(i64, Dim, &str), BTreeSet<i64>> = BTreeMap::new();
@@ -280,11 +408,11 @@ pub(super) fn plan(facts: &[Fact<'_>], seen: Vec<SeenRow>, spans: Vec<SessionSpa
         };
         plan.stat(f.quarter, delta);
         for &(dim, item) in &f.items {
-            if dim != Dim::All {
+            if counted(dim, f.visit) {
                 plan.count(dim, f.quarter, item, 1);
             }
             new_seen
-                .entry((f.session_id, dim, item))
+                .entry((f.visitor, dim, item))
                 .or_default()
                 .insert(f.quarter);
         }
@@ -299,13 +427,13 @@ pub(super) fn plan(facts: &[Fact<'_>], seen: Vec<SeenRow>, spans: Vec<SessionSpa
         let Some(dim) = Dim::from_stored(row.dim) else {
             continue;
         };
-        let key = (row.session_id, dim, row.item.as_str());
+        let key = (row.visitor, dim, row.item.as_str());
         if new_seen.contains_key(&key) {
             old_seen.entry(key).or_default().insert(row.quarter);
         }
     }
     for (key, quarters) in new_seen {
-        let (session_id, dim, item) = key;
+        let (visitor, dim, item) = key;
         let old = old_seen.remove(&key).unwrap_or_default();
         if quarters.is_subset(&old) {
             continue;
@@ -314,7 +442,7 @@ pub(super) fn plan(facts: &[Fact<'_>], seen: Vec<SeenRow>, spans: Vec<SessionSpa
         for &quarter in &quarters {
             if merged.insert(quarter) {
                 plan.seen.insert(Seen {
-                    session_id,
+                    visitor,
                     dim,
                     item: item.to_owned(),
                     quarter,
@@ -379,14 +507,16 @@ pub(super) struct SessionBounds {
     pub(super) last: i64,
 }
 
-/// Each session of `facts` with its earliest and latest event among them,
-/// by session id.
-pub(super) fn session_bounds(facts: &[Fact<'_>]) -> Vec<SessionBounds> {
+/// Each session of `events` (bots' too: their bounds are the session's,
+/// not a figure) with its earliest and latest event among them, by
+/// session id.
+pub(super) fn session_bounds(events: &[PendingEvent]) -> Vec<SessionBounds> {
     let mut bounds: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-    for f in facts {
-        let b = bounds.entry(f.session_id).or_insert((f.at, f.at));
-        b.0 = b.0.min(f.at);
-        b.1 = b.1.max(f.at);
+    for e in events {
+        let at = e.occurred_at;
+        let b = bounds.entry(e.session_id).or_insert((at, at));
+        b.0 = b.0.min(at);
+        b.1 = b.1.max(at);
     }
     bounds
         .into_iter()
@@ -400,7 +530,7 @@ pub(super) fn session_bounds(facts: &[Fact<'_>]) -> Vec<SessionBounds> {
 
 /// Each span as the bounds update will leave it: widened to the bounds of
 /// the events folded in (both sorted by session id).
-pub(super) fn widen(spans: &mut [SessionSpan], bounds: &[SessionBounds]) {
+pub(super) fn widen(spans: &mut [PassSession], bounds: &[SessionBounds]) {
     for span in spans {
         if let Ok(i) = bounds.binary_search_by_key(&span.id, |b| b.session_id) {
             span.first_seen = span.first_seen.min(bounds[i].first);

@@ -7,14 +7,21 @@ use diesel::pg::PgConnection;
 use diesel::sql_types::{Array, BigInt, SmallInt, Text};
 use diesel::{sql_query, Connection, QueryResult, RunQueryDsl};
 
-use super::plan::{facts, plan, session_bounds, Fact, PendingEvent, Plan, SeenRow, SessionSpan};
+use super::plan::{
+    facts, pass_sessions_sql, plan, profiles, session_bounds, spans, visitors_of, PassSession,
+    PendingEvent, Plan, SeenRow,
+};
 use super::{
-    pass_end, Id, RollupProgress, PENDING_COLUMNS, REBUILD_SQL, SETTLED_MAX_SQL,
-    SET_WATERMARK_TO_MAX, WATERMARK_SQL,
+    pass_end, Cut, Id, MaybeTime, RollupProgress, EARLIEST_SQL, PENDING_COLUMNS, ROLL_UP_ALL_PASS,
+    SETTLED_MAX_SQL, SET_WATERMARK_TO_MAX, WATERMARK_SQL,
 };
 use crate::write::INGEST_LOCK;
 
 const PENDING_SQL: &str = "WHERE id > $1 AND id <= $2";
+/// The pending events a rebuild folds in first ([`Cut::kept_before_us`]),
+/// after [`PENDING_SQL`].
+const KEPT_PENDING_SQL: &str =
+    "AND (occurred_at < $3 OR session_id IN (SELECT id FROM sessions WHERE first_seen < $4))";
 const SET_WATERMARK: &str = "UPDATE rollup_watermark SET last_event_id = $1 WHERE id = 1";
 
 /// Widens `sessions.first_seen`/`last_seen` to the events being folded in:
@@ -51,30 +58,33 @@ fn column<'r, T, U>(rows: &'r [T], f: impl Fn(&'r T) -> U) -> Vec<U> {
     rows.iter().map(f).collect()
 }
 
-/// Adds `facts` to the rollups.
-fn apply(conn: &mut PgConnection, facts: &[Fact<'_>]) -> QueryResult<()> {
-    if facts.is_empty() {
+/// Adds `events` to the rollups (and moves their sessions' bounds).
+fn apply(conn: &mut PgConnection, events: &[PendingEvent]) -> QueryResult<()> {
+    if events.is_empty() {
         return Ok(());
     }
-    let bounds = session_bounds(facts);
-    let sessions = column(&bounds, |b| b.session_id);
+    let bounds = session_bounds(events);
+    let ids = column(&bounds, |b| b.session_id);
     sql_query(MOVE_BOUNDS)
-        .bind::<Array<BigInt>, _>(&sessions)
+        .bind::<Array<BigInt>, _>(&ids)
         .bind::<Array<BigInt>, _>(column(&bounds, |b| b.first))
         .bind::<Array<BigInt>, _>(column(&bounds, |b| b.last))
         .execute(conn)?;
-    let seen: Vec<SeenRow> = sql_query(
-        "SELECT session_id, dim, item, quarter FROM rollup_seen WHERE session_id = ANY($1)",
-    )
-    .bind::<Array<BigInt>, _>(&sessions)
-    .load(conn)?;
-    let spans: Vec<SessionSpan> = sql_query(
-        "SELECT s.id, s.first_seen, s.last_seen, r.quarter, r.duration_us FROM sessions s \
-         LEFT JOIN rollup_session r ON r.session_id = s.id WHERE s.id = ANY($1) ORDER BY s.id",
-    )
-    .bind::<Array<BigInt>, _>(&sessions)
-    .load(conn)?;
-    write_plan(conn, &plan(facts, seen, spans))
+    // By primary key, as for MOVE_BOUNDS: a join of the events with
+    // `sessions` risks a plan that hashes the whole table.
+    let sessions: Vec<PassSession> = sql_query(pass_sessions_sql("s.id = ANY($1)"))
+        .bind::<Array<BigInt>, _>(&ids)
+        .load(conn)?;
+    let profiles = profiles(&sessions);
+    let facts = facts(events, &profiles);
+    if facts.is_empty() {
+        return Ok(());
+    }
+    let seen: Vec<SeenRow> =
+        sql_query("SELECT visitor, dim, item, quarter FROM rollup_seen WHERE visitor = ANY($1)")
+            .bind::<Array<BigInt>, _>(visitors_of(&facts))
+            .load(conn)?;
+    write_plan(conn, &plan(&facts, seen, spans(&sessions)))
 }
 
 /// Writes a plan, one statement per table, rows in key order.
@@ -82,11 +92,11 @@ pub(super) fn write_plan(conn: &mut PgConnection, plan: &Plan) -> QueryResult<()
     if !plan.seen.is_empty() {
         let rows: Vec<_> = plan.seen.iter().collect();
         sql_query(
-            "INSERT INTO rollup_seen (session_id, dim, item, quarter) \
+            "INSERT INTO rollup_seen (visitor, dim, item, quarter) \
              SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::bigint[]) \
              ON CONFLICT DO NOTHING",
         )
-        .bind::<Array<BigInt>, _>(column(&rows, |r| r.session_id))
+        .bind::<Array<BigInt>, _>(column(&rows, |r| r.visitor))
         .bind::<Array<SmallInt>, _>(column(&rows, |r| r.dim.stored()))
         .bind::<Array<Text>, _>(column(&rows, |r| r.item.as_str()))
         .bind::<Array<BigInt>, _>(column(&rows, |r| r.quarter))
@@ -194,7 +204,7 @@ pub(super) fn roll_up(conn: &mut PgConnection, limit: usize) -> QueryResult<Roll
         .bind::<BigInt, _>(from)
         .bind::<BigInt, _>(to)
         .load(conn)?;
-        apply(conn, &facts(&events))?;
+        apply(conn, &events)?;
         sql_query(SET_WATERMARK)
             .bind::<BigInt, _>(to)
             .execute(conn)?;
@@ -205,15 +215,37 @@ pub(super) fn roll_up(conn: &mut PgConnection, limit: usize) -> QueryResult<Roll
     })
 }
 
-/// Recomputes every rollup (see `Store::rebuild_rollups`).
+/// Recomputes the rollups of the retained range (see
+/// `Store::rebuild_rollups`).
 pub(super) fn rebuild(conn: &mut PgConnection) -> QueryResult<()> {
     conn.transaction(|conn| {
         // The watermark row first: a rollup pass waits for the rebuild (and
         // the rebuild for a running pass).
-        sql_query(format!("{WATERMARK_SQL} FOR UPDATE")).get_result::<Id>(conn)?;
+        let from = sql_query(format!("{WATERMARK_SQL} FOR UPDATE"))
+            .get_result::<Id>(conn)?
+            .id;
+        // No insert runs from here on, so every id is settled.
         conn.batch_execute("LOCK TABLE events IN SHARE MODE")?;
         conn.batch_execute(REBUILD_BOUNDS)?;
-        conn.batch_execute(REBUILD_SQL)?;
+        if let Some(earliest) = sql_query(EARLIEST_SQL).get_result::<MaybeTime>(conn)?.at {
+            let cut = Cut::after(earliest);
+            let settled = sql_query(SETTLED_MAX_SQL).get_result::<Id>(conn)?.id;
+            let mut at = from;
+            while at < settled {
+                let to = pass_end(at, settled, ROLL_UP_ALL_PASS);
+                let events: Vec<PendingEvent> = sql_query(format!(
+                    "SELECT {PENDING_COLUMNS} FROM events {PENDING_SQL} {KEPT_PENDING_SQL}"
+                ))
+                .bind::<BigInt, _>(at)
+                .bind::<BigInt, _>(to)
+                .bind::<BigInt, _>(cut.kept_before_us())
+                .bind::<BigInt, _>(cut.start_us())
+                .load(conn)?;
+                apply(conn, &events)?;
+                at = to;
+            }
+            conn.batch_execute(&cut.rebuild_sql())?;
+        }
         conn.batch_execute(SET_WATERMARK_TO_MAX)
     })?;
     // VACUUM sets the visibility map, without which the top lists'

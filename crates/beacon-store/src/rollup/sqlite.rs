@@ -11,12 +11,19 @@ use diesel::{sql_query, Connection, QueryResult, RunQueryDsl};
 use serde_json::{json, Value};
 
 use super::plan::{
-    facts, plan, session_bounds, widen, PendingEvent, Plan, SeenRow, SessionBounds, SessionSpan,
+    facts, pass_sessions_sql, plan, profiles, session_bounds, spans, visitors_of, widen,
+    PassSession, PendingEvent, Plan, SeenRow, SessionBounds,
 };
-use super::WATERMARK_SQL;
-use super::{pass_end, Id, PENDING_COLUMNS, REBUILD_SQL, SETTLED_MAX_SQL, SET_WATERMARK_TO_MAX};
+use super::{
+    pass_end, Cut, Id, MaybeTime, EARLIEST_SQL, PENDING_COLUMNS, ROLL_UP_ALL_PASS, SETTLED_MAX_SQL,
+    SET_WATERMARK_TO_MAX, WATERMARK_SQL,
+};
 
 const PENDING_SQL: &str = "WHERE id > ? AND id <= ?";
+/// The pending events a rebuild folds in first ([`Cut::kept_before_us`]),
+/// after [`PENDING_SQL`].
+const KEPT_PENDING_SQL: &str =
+    "AND (occurred_at < ? OR session_id IN (SELECT id FROM sessions WHERE first_seen < ?))";
 const SET_WATERMARK: &str = "UPDATE rollup_watermark SET last_event_id = ? WHERE id = 1";
 
 /// Widens `sessions.first_seen`/`last_seen` to the events being folded in,
@@ -76,24 +83,7 @@ pub(super) fn read_pass(conn: &mut SqliteConnection, limit: usize) -> QueryResul
         .bind::<BigInt, _>(from)
         .bind::<BigInt, _>(to)
         .load(conn)?;
-        let facts = facts(&events);
-        let bounds = session_bounds(&facts);
-        let sessions = json_rows(bounds.iter().map(|b| json!(b.session_id)));
-        let seen: Vec<SeenRow> = sql_query(
-            "SELECT session_id, dim, item, quarter FROM rollup_seen \
-             WHERE session_id IN (SELECT value FROM json_each(?))",
-        )
-        .bind::<Text, _>(&sessions)
-        .load(conn)?;
-        let mut spans: Vec<SessionSpan> = sql_query(
-            "SELECT s.id, s.first_seen, s.last_seen, r.quarter, r.duration_us FROM sessions s \
-             LEFT JOIN rollup_session r ON r.session_id = s.id \
-             WHERE s.id IN (SELECT value FROM json_each(?)) ORDER BY s.id",
-        )
-        .bind::<Text, _>(&sessions)
-        .load(conn)?;
-        widen(&mut spans, &bounds);
-        let plan = plan(&facts, seen, spans);
+        let (bounds, plan) = fold(conn, &events)?;
         Ok(Some(Pass {
             from,
             to,
@@ -103,6 +93,37 @@ pub(super) fn read_pass(conn: &mut SqliteConnection, limit: usize) -> QueryResul
             plan,
         }))
     })
+}
+
+/// The sessions' bounds and the plan that fold `events` in, read (in the
+/// caller's transaction) and computed without writing.
+fn fold(
+    conn: &mut SqliteConnection,
+    events: &[PendingEvent],
+) -> QueryResult<(Vec<SessionBounds>, Plan)> {
+    let bounds = session_bounds(events);
+    let ids = json_rows(bounds.iter().map(|b| json!(b.session_id)));
+    let mut sessions: Vec<PassSession> = sql_query(pass_sessions_sql(
+        "s.id IN (SELECT value FROM json_each(?))",
+    ))
+    .bind::<Text, _>(&ids)
+    .load(conn)?;
+    widen(&mut sessions, &bounds);
+    let profiles = profiles(&sessions);
+    let facts = facts(events, &profiles);
+    let seen: Vec<SeenRow> = if facts.is_empty() {
+        Vec::new()
+    } else {
+        let visitors = json_rows(visitors_of(&facts).into_iter().map(|v| json!(v)));
+        sql_query(
+            "SELECT visitor, dim, item, quarter FROM rollup_seen \
+             WHERE visitor IN (SELECT value FROM json_each(?))",
+        )
+        .bind::<Text, _>(&visitors)
+        .load(conn)?
+    };
+    let plan = plan(&facts, seen, spans(&sessions));
+    Ok((bounds, plan))
 }
 
 /// The second half, under the write lock: writes the pass unless another
@@ -155,9 +176,9 @@ pub(super) fn write_plan(conn: &mut SqliteConnection, plan: &Plan) -> QueryResul
         let rows = plan
             .seen
             .iter()
-            .map(|r| json!([r.session_id, r.dim.stored(), r.item, r.quarter]));
+            .map(|r| json!([r.visitor, r.dim.stored(), r.item, r.quarter]));
         sql_query(
-            "INSERT INTO rollup_seen (session_id, dim, item, quarter) \
+            "INSERT INTO rollup_seen (visitor, dim, item, quarter) \
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?) \
              WHERE true ON CONFLICT DO NOTHING",
         )
@@ -236,12 +257,33 @@ pub(super) fn write_plan(conn: &mut SqliteConnection, plan: &Plan) -> QueryResul
     Ok(())
 }
 
-/// Recomputes every rollup (see `Store::rebuild_rollups`), on a
-/// connection that holds this process's write turn.
+/// Recomputes the rollups of the retained range (see
+/// `Store::rebuild_rollups`), on a connection that holds this process's
+/// write turn.
 pub(super) fn rebuild(conn: &mut SqliteConnection) -> QueryResult<()> {
     conn.immediate_transaction(|conn| {
         conn.batch_execute(REBUILD_BOUNDS)?;
-        conn.batch_execute(REBUILD_SQL)?;
+        if let Some(earliest) = sql_query(EARLIEST_SQL).get_result::<MaybeTime>(conn)?.at {
+            let cut = Cut::after(earliest);
+            let settled = sql_query(SETTLED_MAX_SQL).get_result::<Id>(conn)?.id;
+            let mut at = sql_query(WATERMARK_SQL).get_result::<Id>(conn)?.id;
+            while at < settled {
+                let to = pass_end(at, settled, ROLL_UP_ALL_PASS);
+                let events: Vec<PendingEvent> = sql_query(format!(
+                    "SELECT {PENDING_COLUMNS} FROM events {PENDING_SQL} {KEPT_PENDING_SQL}"
+                ))
+                .bind::<BigInt, _>(at)
+                .bind::<BigInt, _>(to)
+                .bind::<BigInt, _>(cut.kept_before_us())
+                .bind::<BigInt, _>(cut.start_us())
+                .load(conn)?;
+                // The bounds were moved for every event above.
+                let (_, plan) = fold(conn, &events)?;
+                write_plan(conn, &plan)?;
+                at = to;
+            }
+            conn.batch_execute(&cut.rebuild_sql())?;
+        }
         conn.batch_execute(SET_WATERMARK_TO_MAX)
     })
 }

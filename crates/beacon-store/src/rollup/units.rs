@@ -68,10 +68,33 @@ pub(crate) enum Dim {
     Referrer,
     /// The label of a click.
     Click,
+    /// The session's country code.
+    Country,
+    /// The session's region, after its country (see [`place_item`]).
+    Region,
+    /// The session's city, after its country (see [`place_item`]).
+    City,
+    /// The session's browser family.
+    Browser,
+    /// The session's operating system family.
+    Os,
+    /// The session's device type.
+    Device,
 }
 
 impl Dim {
-    const EVERY: [Self; 4] = [Self::All, Self::Page, Self::Referrer, Self::Click];
+    const EVERY: [Self; 10] = [
+        Self::All,
+        Self::Page,
+        Self::Referrer,
+        Self::Click,
+        Self::Country,
+        Self::Region,
+        Self::City,
+        Self::Browser,
+        Self::Os,
+        Self::Device,
+    ];
 
     /// The value of the `dim` column.
     pub(crate) const fn stored(self) -> i16 {
@@ -80,13 +103,50 @@ impl Dim {
             Self::Page => 1,
             Self::Referrer => 2,
             Self::Click => 3,
+            Self::Country => 4,
+            Self::Region => 5,
+            Self::City => 6,
+            Self::Browser => 7,
+            Self::Os => 8,
+            Self::Device => 9,
         }
+    }
+
+    /// True for the dimensions that describe a session (place, browser,
+    /// system, device) rather than an event: every event of the session
+    /// carries the item (visitors), and its page views are counted.
+    pub(crate) const fn of_session(self) -> bool {
+        matches!(
+            self,
+            Self::Country | Self::Region | Self::City | Self::Browser | Self::Os | Self::Device
+        )
     }
 
     /// The dimension a `dim` column holds (`None` for a value this version
     /// does not know).
     pub(crate) fn from_stored(value: i16) -> Option<Self> {
         Self::EVERY.into_iter().find(|d| d.stored() == value)
+    }
+}
+
+/// Separates the country from the name in the item of a region or city,
+/// so that "Springfield" in two countries stays two items. A control
+/// character: stored text never holds one (the model strips them).
+pub(crate) const PLACE_SEPARATOR: char = '\u{1f}';
+
+/// The item of a region or city: its country code (empty when unknown),
+/// [`PLACE_SEPARATOR`], its name.
+pub(crate) fn place_item(country: Option<&str>, name: &str) -> String {
+    format!("{}{PLACE_SEPARATOR}{name}", country.unwrap_or_default())
+}
+
+/// A region or city item split back into its country (`None` when
+/// unknown) and name.
+pub(crate) fn split_place_item(item: &str) -> (Option<&str>, &str) {
+    match item.split_once(PLACE_SEPARATOR) {
+        Some(("", name)) => (None, name),
+        Some((country, name)) => (Some(country), name),
+        None => (None, item),
     }
 }
 
@@ -167,6 +227,23 @@ mod tests {
             assert_eq!(Dim::from_stored(dim.stored()), Some(dim), "{dim:?}");
         }
         assert_eq!(Dim::from_stored(99), None);
+    }
+
+    #[test]
+    fn a_place_item_splits_back_into_its_country_and_name() {
+        for (country, name) in [
+            (Some("DE"), "Berlin"),
+            (None, "Springfield"),
+            (Some("US"), ""),
+            (Some("Côte d'Ivoire"), "Abidjan / Plateau"),
+        ] {
+            let item = place_item(country, name);
+            assert_eq!(split_place_item(&item), (country, name), "{item:?}");
+        }
+        assert_ne!(
+            place_item(Some("US"), "Springfield"),
+            place_item(Some("CA"), "Springfield")
+        );
     }
 
     #[test]

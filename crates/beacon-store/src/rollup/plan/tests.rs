@@ -18,6 +18,21 @@ fn event(session_id: i64, kind: &str, quarter: i64) -> PendingEvent {
     }
 }
 
+/// A session that is its own visitor, with no session dimensions.
+fn session(id: i64) -> PassSession {
+    PassSession {
+        id,
+        visitor: id,
+        ..PassSession::default()
+    }
+}
+
+/// The profiles of the sessions of `events`, each its own visitor.
+fn own(events: &[PendingEvent]) -> HashMap<i64, Profile> {
+    let sessions: Vec<PassSession> = events.iter().map(|e| session(e.session_id)).collect();
+    profiles(&sessions)
+}
+
 fn set(q: &[i64]) -> BTreeSet<i64> {
     q.iter().copied().collect()
 }
@@ -54,7 +69,11 @@ fn a_visit_counts_its_page_and_referrer_and_a_click_its_label() {
     let mut no_referrer = event(2, "visit", 3);
     no_referrer.referrer = Some(String::new());
     let events = [event(1, "visit", 3), click, unlabelled, no_referrer];
-    let items: Vec<Vec<(Dim, &str)>> = facts(&events).into_iter().map(|f| f.items).collect();
+    let profiles = own(&events);
+    let items: Vec<Vec<(Dim, &str)>> = facts(&events, &profiles)
+        .into_iter()
+        .map(|f| f.items)
+        .collect();
     assert_eq!(
         items,
         vec![
@@ -73,7 +92,8 @@ fn a_visit_counts_its_page_and_referrer_and_a_click_its_label() {
 #[test]
 fn a_new_session_adds_counts_stats_and_its_first_visitor_units() {
     let events = [event(7, "visit", 100), event(7, "click", 101)];
-    let facts = facts(&events);
+    let profiles = own(&events);
+    let facts = facts(&events, &profiles);
     let first = events[0].occurred_at;
     let last = events[1].occurred_at;
     let plan = plan(&facts, vec![], vec![span(7, first, last, None)]);
@@ -132,13 +152,13 @@ fn a_new_session_adds_counts_stats_and_its_first_visitor_units() {
 fn a_late_event_moves_the_prev_of_the_units_after_it() {
     // The session was seen in quarter 10; an event of quarter 5 arrives.
     let seen = vec![SeenRow {
-        session_id: 1,
+        visitor: 1,
         dim: Dim::All.stored(),
         item: String::new(),
         quarter: 10,
     }];
     let events = [event(1, "heartbeat", 5)];
-    let plan = plan(&facts(&events), seen, vec![]);
+    let plan = plan(&facts(&events, &own(&events)), seen, vec![]);
     assert_eq!(
         visitors(&plan, Dim::All),
         vec![
@@ -155,12 +175,13 @@ fn a_late_event_moves_the_prev_of_the_units_after_it() {
 #[test]
 fn quarters_already_seen_add_no_visitor_units() {
     let seen = vec![SeenRow {
-        session_id: 1,
+        visitor: 1,
         dim: Dim::All.stored(),
         item: String::new(),
         quarter: 10,
     }];
-    let plan = plan(&facts(&[event(1, "heartbeat", 10)]), seen, vec![]);
+    let events = [event(1, "heartbeat", 10)];
+    let plan = plan(&facts(&events, &own(&events)), seen, vec![]);
     assert!(plan.visitors.is_empty());
     assert!(plan.seen.is_empty());
     assert_eq!(plan.stats.get(&10).map(|s| s.events), Some(1));
@@ -172,7 +193,8 @@ fn a_session_that_starts_earlier_moves_its_start_and_duration() {
     // Recorded as starting in quarter 20 and lasting 100 µs; it now starts
     // in quarter 19 and ends where it did.
     let spans = vec![span(4, q(19), q(20) + 100, Some((20, 100)))];
-    let plan = plan(&facts(&[event(4, "heartbeat", 19)]), vec![], spans);
+    let events = [event(4, "heartbeat", 19)];
+    let plan = plan(&facts(&events, &own(&events)), vec![], spans);
     assert_eq!(
         plan.stats.get(&20),
         Some(&StatsDelta {
@@ -198,7 +220,7 @@ fn an_unchanged_session_without_new_events_is_left_alone() {
 fn session_bounds_widen_the_spans_they_cover() {
     let mut events = vec![event(2, "visit", 50), event(1, "visit", 40)];
     events.push(event(2, "visit", 30));
-    let bounds = session_bounds(&facts(&events));
+    let bounds = session_bounds(&events);
     assert_eq!(
         bounds,
         vec![
@@ -214,7 +236,12 @@ fn session_bounds_widen_the_spans_they_cover() {
             },
         ]
     );
-    let mut spans = vec![span(2, 35 * Q, 36 * Q, None), span(3, 0, 1, None)];
+    let with_bounds = |id, first_seen, last_seen| PassSession {
+        first_seen,
+        last_seen,
+        ..session(id)
+    };
+    let mut spans = vec![with_bounds(2, 35 * Q, 36 * Q), with_bounds(3, 0, 1)];
     widen(&mut spans, &bounds);
     assert_eq!(
         (spans[0].first_seen, spans[0].last_seen),
@@ -224,6 +251,102 @@ fn session_bounds_widen_the_spans_they_cover() {
         (spans[1].first_seen, spans[1].last_seen),
         (0, 1),
         "not in the batch"
+    );
+}
+
+#[test]
+fn sessions_of_one_visitor_count_once_and_bots_not_at_all() {
+    let visitor = -42;
+    let at = 10 * Q + 1;
+    let started = |id| PassSession {
+        first_seen: at,
+        last_seen: at,
+        ..session(id)
+    };
+    let sessions = vec![
+        PassSession {
+            visitor,
+            ..started(1)
+        },
+        PassSession {
+            visitor,
+            ..started(2)
+        },
+        PassSession {
+            bot: true,
+            ..started(3)
+        },
+    ];
+    let events = [
+        event(1, "visit", 10),
+        event(2, "visit", 10),
+        event(3, "visit", 10),
+    ];
+    let profiles = profiles(&sessions);
+    let facts = facts(&events, &profiles);
+    assert_eq!(facts.len(), 2, "the bot's event is left out");
+    assert_eq!(visitors_of(&facts), vec![visitor]);
+    let plan = plan(&facts, vec![], spans(&sessions));
+    assert_eq!(
+        visitors(&plan, Dim::All),
+        vec![(Grain::Quarter, 10, -1, 1), (Grain::Day, 0, -1, 1)],
+        "two sessions, one visitor"
+    );
+    assert_eq!(
+        plan.stats.get(&10).map(|s| (s.events, s.sessions)),
+        Some((2, 2))
+    );
+    assert!(!plan.sessions.contains_key(&3), "no counters for the bot");
+}
+
+#[test]
+fn session_dimensions_see_every_event_and_count_page_views() {
+    let sessions = vec![PassSession {
+        country: Some("US".to_owned()),
+        region: Some("Illinois".to_owned()),
+        city: Some("Springfield".to_owned()),
+        browser: Some("Firefox".to_owned()),
+        os: Some(String::new()),
+        device: Some("desktop".to_owned()),
+        ..session(5)
+    }];
+    let events = [event(5, "visit", 10), event(5, "heartbeat", 11)];
+    let profiles = profiles(&sessions);
+    let facts = facts(&events, &profiles);
+    let city = place_item(Some("US"), "Springfield");
+    let region = place_item(Some("US"), "Illinois");
+    let of_session: Vec<(Dim, &str)> = vec![
+        (Dim::Country, "US"),
+        (Dim::Region, &region),
+        (Dim::City, &city),
+        (Dim::Browser, "Firefox"),
+        (Dim::Device, "desktop"),
+    ];
+    assert_eq!(&facts[1].items[1..], &of_session[..], "an empty OS is none");
+    let plan = plan(&facts, vec![], spans(&sessions));
+    let count = |dim, unit: i64, item: &str| {
+        let key = CountKey {
+            grain: Grain::Quarter,
+            dim,
+            unit,
+            item: item.to_owned(),
+        };
+        plan.counts.get(&key).copied()
+    };
+    assert_eq!(count(Dim::City, 10, &city), Some(1), "the page view");
+    assert_eq!(
+        count(Dim::City, 11, &city),
+        None,
+        "a heartbeat is no page view"
+    );
+    assert_eq!(
+        visitors(&plan, Dim::City),
+        vec![
+            (Grain::Quarter, 10, -1, 1),
+            (Grain::Quarter, 11, 10, 1),
+            (Grain::Day, 0, -1, 1)
+        ],
+        "seen with every event"
     );
 }
 

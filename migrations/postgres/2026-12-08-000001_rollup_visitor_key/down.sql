@@ -1,0 +1,1 @@
+ALTER TABLE rollup_seen RENAME COLUMN visitor TO session_id;

@@ -1,0 +1,15 @@
+-- Rollup visitors are visitors, not sessions (crates/beacon-store/src/rollup/mod.rs):
+-- `rollup_seen` is keyed by a session's visitor key, its daily visitor id
+-- (always negative) or, for a session without one, its own id (positive),
+-- so a session stored without a visitor id is its own visitor. The rows
+-- stored so far are keyed by session id, which is the key of every
+-- session stored before the visitor id was set by ingestion: they stay
+-- valid as they are. (On a database whose sessions already have visitor
+-- ids, run `beacon rollup --rebuild`.)
+--
+-- New dimensions, items of every event of a session (counts: its page
+-- views): 4 country code, 5 region and 6 city (each after its country
+-- and the character U+001F), 7 browser family, 8 OS family, 9 device
+-- type. They hold the events folded in from now on; `beacon rollup
+-- --rebuild` adds the events stored before. Bots' sessions are in no rollup.
+ALTER TABLE rollup_seen RENAME COLUMN session_id TO visitor;
