@@ -8,6 +8,7 @@ mod abuse;
 mod anomalies;
 mod auth;
 mod auth_cookie;
+mod buffer;
 mod cli;
 mod faults;
 mod helpers;

@@ -1,0 +1,225 @@
+//! The stream entry: what of an event goes into Redis, and back.
+//!
+//! An entry has two fields: `v`, the format version, and `e`, the event as
+//! a JSON object. JSON because `data` is JSON already (it travels as the
+//! stored text, never re-encoded), because `redis-cli XRANGE` shows an
+//! operator something readable, and because serde skips the fields it does
+//! not know and defaults the ones that are missing: a new optional field
+//! (the visitor profile, say) needs no new version, and old and new
+//! instances share one stream during a rolling upgrade. `v` changes only
+//! for a change an older reader cannot ignore; a reader leaves entries of
+//! a newer version to the instances that know it (see `drain.rs`).
+//!
+//! There is no field for the client's address: it never reaches Redis.
+
+use beacon_model::{NewEvent, RestoreError, RestoredEvent};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// An event as written (borrowed from the [`NewEvent`]).
+#[derive(Serialize)]
+struct Out<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    generated: bool,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    session: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    referrer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'a str>,
+    /// `data` as the stored JSON text.
+    data: &'a str,
+    /// Microseconds since the epoch, as stored.
+    occurred_us: i64,
+    received_us: i64,
+}
+
+/// An event as read. Unknown fields are ignored; optional ones default.
+#[derive(Deserialize)]
+struct In {
+    id: String,
+    #[serde(default)]
+    generated: bool,
+    #[serde(rename = "type")]
+    kind: String,
+    session: String,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    referrer: Option<String>,
+    #[serde(default)]
+    user_agent: Option<String>,
+    #[serde(default = "empty_object")]
+    data: String,
+    occurred_us: i64,
+    received_us: i64,
+}
+
+fn empty_object() -> String {
+    "{}".to_owned()
+}
+
+/// Why an entry cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// The entry was written by a newer format this build does not know:
+    /// left to an instance that does.
+    #[error("entry format version {0} is newer than this build's ({VERSION})")]
+    NewerVersion(u32),
+    /// Not an entry Beacon wrote, or damaged.
+    #[error("malformed entry: {0}")]
+    Malformed(String),
+}
+
+impl From<RestoreError> for EntryError {
+    fn from(e: RestoreError) -> Self {
+        Self::Malformed(e.to_string())
+    }
+}
+
+/// The `e` field of an event's entry.
+pub fn encode(e: &NewEvent) -> String {
+    let out = Out {
+        id: e.id().as_str(),
+        generated: e.id_is_generated(),
+        kind: e.kind().as_str(),
+        session: e.session().as_str(),
+        url: e.url(),
+        referrer: e.referrer(),
+        user_agent: e.user_agent(),
+        data: e.data_json(),
+        occurred_us: e.occurred_at().timestamp_micros(),
+        received_us: e.received_at().timestamp_micros(),
+    };
+    // Serializing strings, bools and integers cannot fail.
+    serde_json::to_string(&out).unwrap_or_default()
+}
+
+/// The event of an entry, from its `v` and `e` fields.
+pub fn decode(version: Option<&[u8]>, event: Option<&[u8]>) -> Result<NewEvent, EntryError> {
+    let version: u32 = version
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| EntryError::Malformed("no format version".into()))?;
+    if version > VERSION {
+        return Err(EntryError::NewerVersion(version));
+    }
+    let event = event.ok_or_else(|| EntryError::Malformed("no event".into()))?;
+    let wire: In =
+        serde_json::from_slice(event).map_err(|e| EntryError::Malformed(e.to_string()))?;
+    let time = |us: i64| {
+        DateTime::<Utc>::from_timestamp_micros(us)
+            .ok_or_else(|| EntryError::Malformed("time out of range".into()))
+    };
+    Ok(NewEvent::restore(RestoredEvent {
+        id: wire.id,
+        id_generated: wire.generated,
+        kind: wire.kind,
+        session: wire.session,
+        url: wire.url,
+        referrer: wire.referrer,
+        user_agent: wire.user_agent,
+        data_json: wire.data,
+        occurred_at: time(wire.occurred_us)?,
+        received_at: time(wire.received_us)?,
+    })?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use beacon_model::{parse_track_body, Limits, RequestContext};
+
+    fn events(body: &str) -> Vec<NewEvent> {
+        let ctx = RequestContext {
+            received_at: "2026-11-30T10:00:00.123456Z".parse().unwrap(),
+            user_agent: Some("Mozilla/5.0 (X11)"),
+        };
+        parse_track_body(body.as_bytes(), &ctx, &Limits::default())
+            .unwrap()
+            .events
+    }
+
+    #[test]
+    fn an_event_comes_back_from_its_entry_unchanged() {
+        let body = r#"{"batch":[
+            {"type":"click","sessionId":"s1","url":"https://a.example/","referrer":"https://g/","data":{"label":"Go \"now\"","x":[1,2.5,null]}},
+            {"type":"custom-thing","id":"client-1","sessionId":"s2","timestamp":"2026-11-30T09:59:00Z"}]}"#;
+        for e in events(body) {
+            let back = decode(Some(b"1"), Some(encode(&e).as_bytes())).unwrap();
+            assert_eq!(back, e);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_missing_optional_ones_default() {
+        let e = decode(
+            Some(b"1"),
+            Some(br#"{"id":"a","type":"visit","session":"s","occurred_us":1,"received_us":2,"visitor":{"browser":"Firefox"}}"#),
+        )
+        .unwrap();
+        assert_eq!(e.data_json(), "{}");
+        assert_eq!(e.url(), None);
+        assert!(
+            !e.id_is_generated(),
+            "an entry that does not say so is checked"
+        );
+    }
+
+    #[test]
+    fn a_newer_version_is_told_apart_from_a_damaged_entry() {
+        assert!(matches!(
+            decode(Some(b"2"), Some(b"{}")),
+            Err(EntryError::NewerVersion(2))
+        ));
+        for (case, v, e) in [
+            ("no version", None, Some(&b"{}"[..])),
+            ("no event", Some(&b"1"[..]), None),
+            ("not JSON", Some(&b"1"[..]), Some(&b"{"[..])),
+            (
+                "no session",
+                Some(&b"1"[..]),
+                Some(&br#"{"id":"a","type":"visit","occurred_us":1,"received_us":2}"#[..]),
+            ),
+        ] {
+            assert!(
+                matches!(decode(v, e), Err(EntryError::Malformed(_))),
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_entry_has_no_field_for_an_address() {
+        let e = &events(r#"{"type":"visit","sessionId":"s","data":{"page_title":"Home"}}"#)[0];
+        let json: serde_json::Value = serde_json::from_str(&encode(e)).unwrap();
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "data",
+                "generated",
+                "id",
+                "occurred_us",
+                "received_us",
+                "session",
+                "type",
+                "user_agent"
+            ]
+        );
+    }
+}
