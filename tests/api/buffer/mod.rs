@@ -4,6 +4,7 @@
 //! `redis-server` (see `redis.rs`).
 
 mod ingest;
+mod instances;
 mod outages;
 pub mod redis;
 
