@@ -17,6 +17,8 @@ use crate::on_both_backends;
 on_both_backends!(three_instances_with_one_killed_mid_load_store_every_acknowledged_event_once);
 
 const INSTANCES: usize = 3;
+/// Every request's event ids and its answer (`None`: no answer).
+type Outcomes = Mutex<Vec<(Vec<String>, Option<u16>)>>;
 const CLIENTS_PER_INSTANCE: usize = 2;
 
 struct Instance {
@@ -89,7 +91,7 @@ async fn three_instances_with_one_killed_mid_load_store_every_acknowledged_event
     }
     let stop = Arc::new(AtomicBool::new(false));
     // (request ids, answer) of every request.
-    let outcomes: Arc<Mutex<Vec<(Vec<String>, Option<u16>)>>> = Arc::default();
+    let outcomes: Arc<Outcomes> = Arc::default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -122,7 +124,7 @@ async fn three_instances_with_one_killed_mid_load_store_every_acknowledged_event
             }));
         }
     }
-    let acked = |outcomes: &Mutex<Vec<(Vec<String>, Option<u16>)>>| {
+    let acked = |outcomes: &Outcomes| {
         outcomes
             .lock()
             .unwrap()

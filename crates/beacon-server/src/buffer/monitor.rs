@@ -136,7 +136,7 @@ impl Monitor {
                 measured.oldest_unstored().map_or(0, |p| p.ms.max(1)),
                 Ordering::Relaxed,
             );
-            if round % TRIM_EVERY == 0 {
+            if round.is_multiple_of(TRIM_EVERY) {
                 if let Err(e) = self.trim(&measured).await {
                     log::debug!("stream trim skipped: {e}");
                 }
