@@ -7,6 +7,7 @@ mod ingest;
 mod instances;
 mod outages;
 pub mod redis;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
