@@ -4,8 +4,8 @@
 # "Buffered mode: bench/redis.sh").
 #
 #   bench/redis.sh            full run (release build)
-#   bench/redis.sh --smoke    seconds per scenario, small load (CI); uses the
-#                             debug build that the tests already made
+#   bench/redis.sh --smoke    seconds per scenario, small load (CI), debug
+#                             build
 #
 # Scenarios: Redis's own XADD ceiling (redis-benchmark, the same entries,
 # pipelined), psql's COPY ceiling, then /track closed loop direct and
@@ -69,10 +69,11 @@ trap 'exit 130' INT TERM
 
 command -v redis-server >/dev/null || die "redis-server is needed (apt-get install redis-server)"
 psql "$BENCH_PG/postgres" -qAtc 'select 1' >/dev/null || die "cannot reach PostgreSQL at $BENCH_PG"
-if [[ $PROFILE != dev ]]; then
-    log "building beacon and beacon-loadgen ($PROFILE profile)"
-    (cd "$ROOT" && cargo build --profile "$PROFILE" -p beacon -p beacon-loadgen --quiet)
-fi
+# The same features as bench/ingest.sh's build, so that the two scripts
+# in a row do not rebuild each other's binary.
+log "building beacon and beacon-loadgen ($PROFILE profile)"
+(cd "$ROOT" && cargo build --profile "$PROFILE" -p beacon -p beacon-loadgen \
+    --features beacon/bench-routes --quiet)
 DIR=$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BEACON="$TARGET/$DIR/beacon"
@@ -105,6 +106,7 @@ RPORT=$(free_port)
 redis-server --bind 127.0.0.1 --port "$RPORT" --dir "$TMP" --save '' \
     --appendonly yes --appendfsync "$REDIS_FSYNC" --daemonize no >"$TMP/redis.log" 2>&1 &
 REDIS_PID=$!
+disown "$REDIS_PID" # killed by PID in the cleanup, without the shell's notice
 for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 REDIS_URL="redis://127.0.0.1:$RPORT"
 log "redis-server $(redis-server --version | awk '{print $3}') on port $RPORT, appendfsync $REDIS_FSYNC"
@@ -229,7 +231,7 @@ before=$(stored)
 t0=$(now)
 secs=$(drain)
 after=$(stored)
-drain_eps=$(awk -v n="$((after - before))" -v s="$secs" 'BEGIN { printf "%.0f", s > 0 ? n / s : 0 }')
+drain_eps=$(awk -v n="$((after - before))" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
 result "X1-buffered-burst-2x-db" "$out" "$backlog" "$rate req/s for ${BURST}s; drained in ${secs}s at $drain_eps events/s (COPY ceiling $COPY_EPS); $(verify "$(field "$out" events_acked)" burst)"
 stop
 
