@@ -127,6 +127,16 @@ impl EventId {
 /// its request). Live metrics cut labels at the same length.
 pub(crate) const MAX_LABEL_BYTES: usize = 256;
 
+/// A click label as stored apart from `data` (and counted live): cut to
+/// at most 256 bytes on a character boundary.
+pub fn cut_label(label: &str) -> &str {
+    let mut end = label.len().min(MAX_LABEL_BYTES);
+    while !label.is_char_boundary(end) {
+        end -= 1;
+    }
+    &label[..end]
+}
+
 /// A validated event, ready to store. Only [`crate::parse_track_body`] makes
 /// one, so holding it proves every limit of [`crate::Limits`] holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,13 +205,7 @@ impl NewEvent {
     /// to at most 256 bytes on a character boundary (`data` keeps it whole).
     pub fn label(&self) -> Option<&str> {
         match self.kind {
-            EventKind::Click => self.data_str("label").map(|label| {
-                let mut end = label.len().min(MAX_LABEL_BYTES);
-                while !label.is_char_boundary(end) {
-                    end -= 1;
-                }
-                &label[..end]
-            }),
+            EventKind::Click => self.data_str("label").map(cut_label),
             _ => None,
         }
     }

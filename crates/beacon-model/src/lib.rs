@@ -9,7 +9,9 @@ mod parse;
 mod text;
 
 pub use error::{ModelError, Rejection};
-pub use event::{EventId, EventKind, NewEvent, RestoreError, RestoredEvent, SessionToken};
+pub use event::{
+    cut_label, EventId, EventKind, NewEvent, RestoreError, RestoredEvent, SessionToken,
+};
 pub use limits::Limits;
 pub use parse::{parse_track_body, ParsedBatch, RequestContext};
 pub use text::escape_for_log;

@@ -181,9 +181,22 @@ impl Consumer {
         redelivered: bool,
         newer_seen: &mut bool,
     ) -> Batch {
+        // Parsing thousands of entries (and their `data`) is CPU work: on
+        // the blocking pool, off the runtime that serves the other tasks.
+        let decoded = web::block(move || {
+            entries
+                .into_iter()
+                .map(|raw| {
+                    let event = entry::decode(raw.version.as_deref(), raw.event.as_deref());
+                    (raw, event)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
         let mut batch = Batch::default();
-        for raw in entries {
-            match entry::decode(raw.version.as_deref(), raw.event.as_deref()) {
+        for (raw, event) in decoded {
+            match event {
                 Ok(event) => {
                     batch.ids.push(raw.id);
                     batch.events.push(if redelivered {

@@ -102,8 +102,41 @@ pub fn encode(e: &NewEvent) -> String {
     serde_json::to_string(&out).unwrap_or_default()
 }
 
-/// The event of an entry, from its `v` and `e` fields.
-pub fn decode(version: Option<&[u8]>, event: Option<&[u8]>) -> Result<NewEvent, EntryError> {
+/// The fields of an entry's event as the live view needs them: `data`
+/// stays JSON text (no parsing), unlike [`decode`].
+#[derive(Debug)]
+pub struct View {
+    /// Public id.
+    pub id: String,
+    /// Event type.
+    pub kind: String,
+    /// Session token.
+    pub session: String,
+    /// Page url.
+    pub url: Option<String>,
+    /// Referrer.
+    pub referrer: Option<String>,
+    /// `data` as JSON text.
+    pub data: String,
+    /// Event time.
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl View {
+    /// The click label, cut as [`NewEvent::label`] cuts it; parses `data`
+    /// for clicks only.
+    pub fn label(&self) -> Option<String> {
+        if self.kind != "click" {
+            return None;
+        }
+        let data: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&self.data).ok()?;
+        Some(beacon_model::cut_label(data.get("label")?.as_str()?).to_owned())
+    }
+}
+
+/// The wire form of an entry, its version checked.
+fn wire(version: Option<&[u8]>, event: Option<&[u8]>) -> Result<In, EntryError> {
     let version: u32 = version
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.parse().ok())
@@ -112,8 +145,27 @@ pub fn decode(version: Option<&[u8]>, event: Option<&[u8]>) -> Result<NewEvent, 
         return Err(EntryError::NewerVersion(version));
     }
     let event = event.ok_or_else(|| EntryError::Malformed("no event".into()))?;
-    let wire: In =
-        serde_json::from_slice(event).map_err(|e| EntryError::Malformed(e.to_string()))?;
+    serde_json::from_slice(event).map_err(|e| EntryError::Malformed(e.to_string()))
+}
+
+/// The live view's fields of an entry's event.
+pub fn view(version: Option<&[u8]>, event: Option<&[u8]>) -> Result<View, EntryError> {
+    let wire = wire(version, event)?;
+    Ok(View {
+        occurred_at: DateTime::<Utc>::from_timestamp_micros(wire.occurred_us)
+            .ok_or_else(|| EntryError::Malformed("time out of range".into()))?,
+        id: wire.id,
+        kind: wire.kind,
+        session: wire.session,
+        url: wire.url,
+        referrer: wire.referrer,
+        data: wire.data,
+    })
+}
+
+/// The event of an entry, from its `v` and `e` fields.
+pub fn decode(version: Option<&[u8]>, event: Option<&[u8]>) -> Result<NewEvent, EntryError> {
+    let wire = wire(version, event)?;
     let time = |us: i64| {
         DateTime::<Utc>::from_timestamp_micros(us)
             .ok_or_else(|| EntryError::Malformed("time out of range".into()))
@@ -154,8 +206,13 @@ mod tests {
             {"type":"click","sessionId":"s1","url":"https://a.example/","referrer":"https://g/","data":{"label":"Go \"now\"","x":[1,2.5,null]}},
             {"type":"custom-thing","id":"client-1","sessionId":"s2","timestamp":"2026-11-30T09:59:00Z"}]}"#;
         for e in events(body) {
-            let back = decode(Some(b"1"), Some(encode(&e).as_bytes())).unwrap();
+            let entry = encode(&e);
+            let back = decode(Some(b"1"), Some(entry.as_bytes())).unwrap();
             assert_eq!(back, e);
+            let view = view(Some(b"1"), Some(entry.as_bytes())).unwrap();
+            assert_eq!(view.label().as_deref(), e.label(), "the live view's label");
+            assert_eq!(view.data, e.data_json());
+            assert_eq!(view.occurred_at, e.occurred_at());
         }
     }
 

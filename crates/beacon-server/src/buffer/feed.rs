@@ -99,24 +99,25 @@ impl Reader {
             .filter_map(|raw| {
                 let pos = StreamPos::parse(&raw.id)?;
                 // Entries of a newer format or damaged ones: not shown.
-                let event = entry::decode(raw.version.as_deref(), raw.event.as_deref()).ok()?;
-                Some((pos, event))
+                let view = entry::view(raw.version.as_deref(), raw.event.as_deref()).ok()?;
+                let label = view.label();
+                Some((pos, view, label))
             })
             .collect();
         let views: Vec<(LiveEvent<'_>, &str)> = events
             .iter()
-            .map(|(pos, e)| {
+            .map(|(pos, e, label)| {
                 let view = LiveEvent {
                     id: pos.as_i64(),
-                    kind: e.kind().as_str(),
-                    session: e.session().as_str(),
-                    url: e.url(),
-                    referrer: e.referrer(),
-                    timestamp: e.occurred_at(),
-                    label: e.label(),
-                    metadata: e.data_json(),
+                    kind: &e.kind,
+                    session: &e.session,
+                    url: e.url.as_deref(),
+                    referrer: e.referrer.as_deref(),
+                    timestamp: e.occurred_at,
+                    label: label.as_deref(),
+                    metadata: &e.data,
                 };
-                (view, e.id().as_str())
+                (view, e.id.as_str())
             })
             .collect();
         self.live.feed_once(&views);
