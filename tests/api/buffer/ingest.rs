@@ -16,6 +16,8 @@ on_both_backends!(
     buffered_ingest_stores_every_acknowledged_event_exactly_once,
     entries_claimed_from_a_dead_consumer_or_appended_twice_are_stored_once,
     an_event_posted_to_one_instance_shows_on_another_instances_stream,
+    a_graceful_stop_leaves_no_batch_unacknowledged_and_the_next_instance_stores_the_rest,
+    an_entry_refused_for_good_goes_to_the_dead_letters_and_the_drain_goes_on,
 );
 
 const REQUESTS: usize = 120;
@@ -195,5 +197,97 @@ async fn an_event_posted_to_one_instance_shows_on_another_instances_stream(db: &
     assert_eq!(a.count().await, 1);
     a.stop().await;
     b.stop().await;
+    clean_shared(&prefix);
+}
+
+async fn a_graceful_stop_leaves_no_batch_unacknowledged_and_the_next_instance_stores_the_rest(
+    db: &TestDatabase,
+) {
+    require_shared();
+    let prefix = unique_prefix("graceful");
+    let app = spawn_app_with(db, |c| buffered(c, SHARED, &prefix));
+    let posts = (0..60).map(|r| {
+        let events: Vec<Value> = (0..10)
+            .map(|k| json!({"type": "heartbeat", "sessionId": "graceful", "id": format!("g{r}-{k}")}))
+            .collect();
+        let body = json!({ "batch": events }).to_string();
+        let app = &app;
+        async move { app.post_track(body).await.status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(posts).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // Stopped at once: batches may be in the consumers' hands.
+    let store = app.store.clone();
+    app.stop().await;
+    let pending = redis_cli(
+        6379,
+        &[
+            "XPENDING",
+            &format!("{prefix}:events"),
+            &format!("{prefix}:drain"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        pending.lines().next().map(str::trim),
+        Some("0"),
+        "every batch in hand was stored and acknowledged: {pending}"
+    );
+    // What was not drained yet waits in the stream for the next instance.
+    let next = spawn_app_with(db, |c| buffered(c, SHARED, &prefix));
+    wait_for_count(&next, 600, Duration::from_secs(30)).await;
+    wait_for_empty_backlog(&next, Duration::from_secs(10)).await;
+    let ids = stored_ids(&store, &["graceful".to_owned()]).await;
+    assert_eq!(ids.len(), 600);
+    assert!(ids.values().all(|n| *n == 1));
+    next.stop().await;
+    clean_shared(&prefix);
+}
+
+async fn an_entry_refused_for_good_goes_to_the_dead_letters_and_the_drain_goes_on(
+    db: &TestDatabase,
+) {
+    require_shared();
+    let prefix = unique_prefix("dead");
+    let stream = format!("{prefix}:events");
+    let xadd = |e: &str| {
+        redis_cli(6379, &["XADD", &stream, "*", "v", "1", "e", e]).expect("XADD");
+    };
+    xadd(&entry_json(
+        "dl",
+        "0190a000-0000-7000-8000-000000000001",
+        true,
+    ));
+    // Not an event at all.
+    xadd("{not json");
+    // A NUL in a text column: PostgreSQL refuses it whatever the statement
+    // (SQLite stores it).
+    let nul = entry_json("dl", "0190a000-0000-7000-8000-000000000002", true)
+        .replace("https://site.example/", "https://site.example/\\u0000");
+    xadd(&nul);
+    xadd(&entry_json(
+        "dl",
+        "0190a000-0000-7000-8000-000000000003",
+        true,
+    ));
+    let postgres = db.raw_url.starts_with("postgres");
+    let app = spawn_app_with(db, |c| buffered(c, SHARED, &prefix));
+    wait_for_empty_backlog(&app, Duration::from_secs(20)).await;
+    let ids = stored_ids(&app.store, &["dl".to_owned()]).await;
+    let dead = if postgres { 2 } else { 1 };
+    assert_eq!(ids.len(), 4 - dead, "the good entries are stored: {ids:?}");
+    assert!(
+        ids.contains_key("0190a000-0000-7000-8000-000000000003"),
+        "after the bad ones"
+    );
+    assert_eq!(
+        app.gauge("beacon_buffer_dead_letters_total").await,
+        dead as f64
+    );
+    let letters = redis_cli(6379, &["XRANGE", &format!("{prefix}:dead"), "-", "+"]).unwrap();
+    assert_eq!(letters.matches("reason").count(), dead, "{letters}");
+    assert!(letters.contains("malformed entry"), "{letters}");
+    app.stop().await;
+    let _ = redis_cli(6379, &["DEL", &stream, &format!("{prefix}:dead")]);
     clean_shared(&prefix);
 }
