@@ -16,8 +16,11 @@ use super::entry::{self, VERSION};
 use super::{BufferOptions, BufferStats, Keys, PIPELINE_MAX_EVENTS};
 use crate::tasks::Task;
 
-/// Pipelines on the wire at once (one connection, multiplexed).
-const IN_FLIGHT: usize = 4;
+/// Pipelines on the wire at once (one connection, multiplexed). With
+/// `appendfsync always` every round trip waits for an fsync of Redis's,
+/// so requests must not also wait for a free pipeline: 16 did better than
+/// 4 and no worse than 64 (bench/redis.sh's buffered peak, 2026-12-07).
+const IN_FLIGHT: usize = 16;
 /// Requests waiting for the batcher; beyond it /track answers 503.
 const QUEUE: usize = 16_384;
 

@@ -65,7 +65,11 @@ impl Reader {
             match read {
                 Ok(value) => {
                     backoff = Duration::from_millis(100);
-                    if let Some(pos) = self.feed(reply::read(value)) {
+                    // Parsing and aggregating is CPU work: on the blocking
+                    // pool, off the runtime that drives the connections.
+                    let live = Arc::clone(&self.live);
+                    let fed = actix_web::web::block(move || feed(&live, reply::read(value))).await;
+                    if let Ok(Some(pos)) = fed {
                         last = pos;
                     }
                 }
@@ -89,38 +93,38 @@ impl Reader {
             }
         }
     }
+}
 
-    /// Feeds the entries' events to the live metrics, once each; returns
-    /// the last entry's position.
-    fn feed(&self, entries: Vec<reply::RawEntry>) -> Option<StreamPos> {
-        let last = entries.last().and_then(|e| StreamPos::parse(&e.id));
-        let events: Vec<_> = entries
-            .into_iter()
-            .filter_map(|raw| {
-                let pos = StreamPos::parse(&raw.id)?;
-                // Entries of a newer format or damaged ones: not shown.
-                let view = entry::view(raw.version.as_deref(), raw.event.as_deref()).ok()?;
-                let label = view.label();
-                Some((pos, view, label))
-            })
-            .collect();
-        let views: Vec<(LiveEvent<'_>, &str)> = events
-            .iter()
-            .map(|(pos, e, label)| {
-                let view = LiveEvent {
-                    id: pos.as_i64(),
-                    kind: &e.kind,
-                    session: &e.session,
-                    url: e.url.as_deref(),
-                    referrer: e.referrer.as_deref(),
-                    timestamp: e.occurred_at,
-                    label: label.as_deref(),
-                    metadata: &e.data,
-                };
-                (view, e.id.as_str())
-            })
-            .collect();
-        self.live.feed_once(&views);
-        last
-    }
+/// Feeds the entries' events to the live metrics, once each; returns the
+/// last entry's position.
+fn feed(live: &Live, entries: Vec<reply::RawEntry>) -> Option<StreamPos> {
+    let last = entries.last().and_then(|e| StreamPos::parse(&e.id));
+    let events: Vec<_> = entries
+        .into_iter()
+        .filter_map(|raw| {
+            let pos = StreamPos::parse(&raw.id)?;
+            // Entries of a newer format or damaged ones: not shown.
+            let view = entry::view(raw.version.as_deref(), raw.event.as_deref()).ok()?;
+            let label = view.label();
+            Some((pos, view, label))
+        })
+        .collect();
+    let views: Vec<(LiveEvent<'_>, &str)> = events
+        .iter()
+        .map(|(pos, e, label)| {
+            let view = LiveEvent {
+                id: pos.as_i64(),
+                kind: &e.kind,
+                session: &e.session,
+                url: e.url.as_deref(),
+                referrer: e.referrer.as_deref(),
+                timestamp: e.occurred_at,
+                label: label.as_deref(),
+                metadata: &e.data,
+            };
+            (view, e.id.as_str())
+        })
+        .collect();
+    live.feed_once(&views);
+    last
 }
