@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_config, SseReader, TestApp};
 
 /// Load tasks posting at once.
-const CLIENTS: usize = 4;
+pub(crate) const CLIENTS: usize = 4;
 /// Events per request.
 const EVENTS_PER_REQUEST: usize = 3;
 /// Beacon's commit timeout in this test. The load client waits longer, so
@@ -39,7 +39,7 @@ const ANSWER_BOUND: Duration = Duration::from_secs(12);
 /// A PostgreSQL cluster in a temporary directory, owned by the `postgres`
 /// OS user when the test runs as root (`initdb` refuses root). Stopped and
 /// removed on drop.
-struct Cluster {
+pub(crate) struct Cluster {
     bin: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
@@ -89,7 +89,7 @@ fn output_text(output: &Output) -> String {
 }
 
 impl Cluster {
-    fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         let Some(bin) = postgres_bin() else {
             return unavailable("initdb and pg_ctl not found (PATH, /usr/lib/postgresql/*/bin)");
         };
@@ -169,7 +169,7 @@ impl Cluster {
         command.args(args).current_dir(self.dir.path()).output()
     }
 
-    fn pg_ctl_start(&self) -> Result<(), String> {
+    pub(crate) fn pg_ctl_start(&self) -> Result<(), String> {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
             self.port,
@@ -197,7 +197,7 @@ impl Cluster {
     /// backend finish and report a commit it is in; `immediate` may cut a
     /// commit off from its answer, and then nobody can know whether it
     /// happened (an in-doubt commit).
-    fn stop(&self, mode: &str) -> Result<(), String> {
+    pub(crate) fn stop(&self, mode: &str) -> Result<(), String> {
         let data = self.data();
         let out = self
             .run(
@@ -212,7 +212,7 @@ impl Cluster {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 }
@@ -243,23 +243,23 @@ fn spawn(url: &str) -> TestApp {
 // ---- steady load ----
 
 /// One request of the load and Beacon's answer.
-struct Outcome {
-    ids: Vec<String>,
-    sent_at: Instant,
+pub(crate) struct Outcome {
+    pub(crate) ids: Vec<String>,
+    pub(crate) sent_at: Instant,
     took: Duration,
     /// HTTP status, or the transport error.
-    answer: Result<u16, String>,
+    pub(crate) answer: Result<u16, String>,
     retry_after: bool,
-    code: Option<String>,
+    pub(crate) code: Option<String>,
 }
 
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     outcomes: Arc<Mutex<Vec<Outcome>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-fn start_load(address: &str) -> Load {
+pub(crate) fn start_load(address: &str) -> Load {
     let client = crate::helpers::client_builder()
         .timeout(CLIENT_TIMEOUT)
         .build()
@@ -327,7 +327,7 @@ fn start_load(address: &str) -> Load {
 impl Load {
     /// Waits until an outcome of a request sent after `since` satisfies
     /// `done`; returns how long after `since` its answer came.
-    async fn wait_for(
+    pub(crate) async fn wait_for(
         &self,
         since: Instant,
         limit: Duration,
@@ -351,7 +351,7 @@ impl Load {
         }
     }
 
-    async fn finish(self) -> Vec<Outcome> {
+    pub(crate) async fn finish(self) -> Vec<Outcome> {
         self.stop.store(true, Ordering::SeqCst);
         for task in self.tasks {
             task.await.unwrap();
@@ -364,7 +364,7 @@ impl Load {
     }
 }
 
-async fn up_status(client: &reqwest::Client, address: &str) -> (u16, Value) {
+pub(crate) async fn up_status(client: &reqwest::Client, address: &str) -> (u16, Value) {
     let response = client
         .get(format!("{address}/up"))
         .send()

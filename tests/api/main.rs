@@ -9,6 +9,7 @@ mod anomalies;
 mod anomaly_series;
 mod auth;
 mod auth_cookie;
+mod buffer;
 mod cli;
 mod enrichment;
 mod faults;

@@ -130,6 +130,16 @@ impl EventId {
 /// its request). Live metrics cut labels at the same length.
 pub(crate) const MAX_LABEL_BYTES: usize = 256;
 
+/// A click label as stored apart from `data` (and counted live): cut to
+/// at most 256 bytes on a character boundary.
+pub fn cut_label(label: &str) -> &str {
+    let mut end = label.len().min(MAX_LABEL_BYTES);
+    while !label.is_char_boundary(end) {
+        end -= 1;
+    }
+    &label[..end]
+}
+
 /// A validated event, ready to store. Only [`crate::parse_track_body`] makes
 /// one, so holding it proves every limit of [`crate::Limits`] holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,13 +209,7 @@ impl NewEvent {
     /// to at most 256 bytes on a character boundary (`data` keeps it whole).
     pub fn label(&self) -> Option<&str> {
         match self.kind {
-            EventKind::Click => self.data_str("label").map(|label| {
-                let mut end = label.len().min(MAX_LABEL_BYTES);
-                while !label.is_char_boundary(end) {
-                    end -= 1;
-                }
-                &label[..end]
-            }),
+            EventKind::Click => self.data_str("label").map(cut_label),
             _ => None,
         }
     }
@@ -222,5 +226,166 @@ impl NewEvent {
     /// A string field of `data` (e.g. `country` of a visit).
     pub fn data_str(&self, key: &str) -> Option<&str> {
         self.data.get(key).and_then(Value::as_str)
+    }
+}
+
+/// The fields of an event that a Beacon server validated earlier and kept
+/// outside the process (the Redis buffer's entries), to be rebuilt into a
+/// [`NewEvent`] by [`NewEvent::restore`].
+///
+/// Only for data that came out of a [`NewEvent`] (through its accessors):
+/// the limits are not checked again, since the event passed them when it
+/// was received. Fields added to [`NewEvent`] later get a default here, so
+/// that data written by an older server still restores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoredEvent {
+    /// [`NewEvent::id`].
+    pub id: String,
+    /// [`NewEvent::id_is_generated`].
+    pub id_generated: bool,
+    /// [`NewEvent::kind`], by name.
+    pub kind: String,
+    /// [`NewEvent::session`].
+    pub session: String,
+    /// [`NewEvent::url`].
+    pub url: Option<String>,
+    /// [`NewEvent::referrer`].
+    pub referrer: Option<String>,
+    /// [`NewEvent::user_agent`].
+    pub user_agent: Option<String>,
+    /// [`NewEvent::data_json`]: a JSON object.
+    pub data_json: String,
+    /// [`NewEvent::occurred_at`].
+    pub occurred_at: DateTime<Utc>,
+    /// [`NewEvent::received_at`].
+    pub received_at: DateTime<Utc>,
+    /// [`NewEvent::profile`].
+    pub profile: Option<VisitorProfile>,
+}
+
+/// Why restored fields do not make an event: they did not come from a
+/// [`NewEvent`] (damaged or foreign data).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not a validated event: {0}")]
+pub struct RestoreError(String);
+
+impl NewEvent {
+    /// Rebuilds an event from fields taken from a [`NewEvent`] earlier (see
+    /// [`RestoredEvent`]). Checks only what the store relies on: a
+    /// non-empty id and session, and `data_json` being a JSON object.
+    pub fn restore(parts: RestoredEvent) -> Result<Self, RestoreError> {
+        if parts.id.is_empty() || parts.session.is_empty() || parts.kind.is_empty() {
+            return Err(RestoreError("empty id, session or type".into()));
+        }
+        let data: Map<String, Value> =
+            serde_json::from_str(&parts.data_json).map_err(|e| RestoreError(e.to_string()))?;
+        Ok(Self {
+            id: EventId(parts.id),
+            id_generated: parts.id_generated,
+            kind: EventKind::from_name(&parts.kind),
+            session: SessionToken(parts.session),
+            url: parts.url,
+            referrer: parts.referrer,
+            user_agent: parts.user_agent,
+            data,
+            data_json: parts.data_json,
+            occurred_at: parts.occurred_at,
+            received_at: parts.received_at,
+            profile: parts.profile.map(Arc::new),
+        })
+    }
+
+    /// The same event, marked as possibly stored already: the store checks
+    /// it for a duplicate even if its id was generated (an event delivered
+    /// again after a commit whose outcome was not seen).
+    pub fn into_checked(mut self) -> Self {
+        self.id_generated = false;
+        self
+    }
+}
+
+#[cfg(test)]
+mod restore_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{parse_track_body, Limits, RequestContext};
+
+    fn parts(e: &NewEvent) -> RestoredEvent {
+        RestoredEvent {
+            id: e.id().as_str().to_owned(),
+            id_generated: e.id_is_generated(),
+            kind: e.kind().as_str().to_owned(),
+            session: e.session().as_str().to_owned(),
+            url: e.url().map(str::to_owned),
+            referrer: e.referrer().map(str::to_owned),
+            user_agent: e.user_agent().map(str::to_owned),
+            data_json: e.data_json().to_owned(),
+            occurred_at: e.occurred_at(),
+            received_at: e.received_at(),
+            profile: e.profile().cloned(),
+        }
+    }
+
+    #[test]
+    fn an_event_restored_from_its_fields_equals_the_original() {
+        let ctx = RequestContext {
+            received_at: "2026-11-30T10:00:00Z".parse().unwrap(),
+            user_agent: Some("Mozilla/5.0"),
+        };
+        let body = br#"{"batch":[{"type":"click","sessionId":"s1","url":"https://a/","data":{"label":"Go","n":1.5}},{"type":"promo","id":"x-1","sessionId":"s2"}]}"#;
+        let parsed = parse_track_body(body, &ctx, &Limits::default()).unwrap();
+        for e in parsed.events {
+            let restored = NewEvent::restore(parts(&e)).unwrap();
+            assert_eq!(restored, e);
+            assert_eq!(restored.label(), e.label());
+            assert!(!restored.into_checked().id_is_generated());
+        }
+    }
+
+    #[test]
+    fn fields_that_did_not_come_from_an_event_are_refused() {
+        let ctx = RequestContext {
+            received_at: "2026-11-30T10:00:00Z".parse().unwrap(),
+            user_agent: None,
+        };
+        let parsed = parse_track_body(
+            br#"{"type":"visit","sessionId":"s"}"#,
+            &ctx,
+            &Limits::default(),
+        )
+        .unwrap();
+        let good = parts(&parsed.events[0]);
+        for (case, bad) in [
+            (
+                "data not an object",
+                RestoredEvent {
+                    data_json: "[1]".into(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "data not JSON",
+                RestoredEvent {
+                    data_json: "{".into(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "empty session",
+                RestoredEvent {
+                    session: String::new(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "empty id",
+                RestoredEvent {
+                    id: String::new(),
+                    ..good.clone()
+                },
+            ),
+        ] {
+            assert!(NewEvent::restore(bad).is_err(), "{case}");
+        }
     }
 }

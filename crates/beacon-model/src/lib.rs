@@ -10,7 +10,9 @@ mod profile;
 mod text;
 
 pub use error::{ModelError, Rejection};
-pub use event::{EventId, EventKind, NewEvent, SessionToken};
+pub use event::{
+    cut_label, EventId, EventKind, NewEvent, RestoreError, RestoredEvent, SessionToken,
+};
 pub use limits::Limits;
 pub use parse::{parse_track_body, ParsedBatch, RequestContext};
 pub use profile::VisitorProfile;

@@ -9,7 +9,8 @@
 /// per distinct user agent and session, not per event. Holds nothing that
 /// identifies a person: the visitor id is a keyed hash under a salt that
 /// changes every UTC day (see `beacon-enrich`), and no address.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct VisitorProfile {
     /// Daily visitor id: a negative number (a positive one is a session
     /// id, which stands in for the visitor of a session stored without

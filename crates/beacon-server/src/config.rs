@@ -252,6 +252,32 @@ pub struct Config {
     )]
     pub read_token: Option<ReadToken>,
 
+    /// Redis to buffer ingestion through (buffered mode): redis://[:PASSWORD@]HOST[:PORT][/DB]
+    /// or rediss://… for TLS. /track then answers once Redis holds the
+    /// events; every instance stores them from the stream and shows every
+    /// instance's events live (docs/operations.md). Unset: events go
+    /// straight to the database.
+    #[arg(long, env = "BEACON_REDIS_URL", value_parser = parse_redis_url, hide_env_values = true, global = true)]
+    pub redis_url: Option<RedisUrl>,
+
+    /// Names every Redis key and group of this deployment
+    /// (`PREFIX:events`, `PREFIX:drain`, `PREFIX:dead`, `PREFIX:live-readers`),
+    /// so that several deployments share one Redis.
+    #[arg(long, env = "BEACON_REDIS_PREFIX", default_value = "beacon", value_parser = parse_redis_prefix, global = true)]
+    pub redis_prefix: String,
+
+    /// Most events accepted and not yet stored (buffered mode); beyond it
+    /// /track answers 503 with Retry-After. Bounds Redis's memory (about
+    /// 0.5 KB per pixel event).
+    #[arg(long, env = "BEACON_REDIS_MAX_BACKLOG", default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub redis_max_backlog: u64,
+
+    /// How long an entry stays with a drain consumer that does not
+    /// acknowledge it (its instance died) before another claims it.
+    /// Hidden: tests shorten it.
+    #[arg(long, env = "BEACON_REDIS_CLAIM_IDLE", default_value = "30s", value_parser = parse_duration, hide = true, global = true)]
+    pub redis_claim_idle: Duration,
+
     /// Do not apply pending migrations at start (run `beacon migrate`).
     #[arg(long, env = "BEACON_NO_MIGRATE", global = true)]
     pub no_migrate: bool,
@@ -363,6 +389,52 @@ fn parse_retention(raw: &str) -> Result<Retention, String> {
 fn parse_day(raw: &str) -> Result<chrono::NaiveDate, String> {
     chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
         .map_err(|_| format!("invalid day {raw:?} (use YYYY-MM-DD, e.g. 2026-01-31)"))
+}
+
+/// The Redis URL. Its `Debug` hides the password, as does [`RedisUrl::masked`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// The URL itself, to connect.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password replaced by `***`, for logs.
+    pub fn masked(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "***".to_owned();
+        };
+        match rest.rsplit_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisUrl({})", self.masked())
+    }
+}
+
+fn parse_redis_url(raw: &str) -> Result<RedisUrl, String> {
+    let info = redis::IntoConnectionInfo::into_connection_info(raw)
+        .map_err(|e| format!("invalid Redis url: {e}"))?;
+    let _ = info;
+    Ok(RedisUrl(raw.to_owned()))
+}
+
+fn parse_redis_prefix(raw: &str) -> Result<String, String> {
+    if raw.is_empty() || raw.len() > 100 || raw.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err("the Redis prefix must be 1..=100 characters without spaces".to_owned());
+    }
+    Ok(raw.to_owned())
 }
 
 /// A request rate: `count` requests per `per`.
@@ -504,6 +576,27 @@ mod tests {
         assert_eq!(c.stream_interval, Duration::from_secs(5));
         assert_eq!(c.retention, None, "keep everything");
         assert_eq!(c.retention_interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn the_redis_url_is_checked_and_its_password_never_printed() {
+        let cli = Cli::try_parse_from([
+            "beacon",
+            "--redis-url",
+            "rediss://default:s3cret@redis.example:6380/0",
+            "--redis-prefix",
+            "site-a",
+        ])
+        .unwrap();
+        let url = cli.config.redis_url.clone().unwrap();
+        assert_eq!(url.masked(), "rediss://default:***@redis.example:6380/0");
+        assert!(!format!("{:?}", cli.config).contains("s3cret"));
+        assert_eq!(cli.config.redis_prefix, "site-a");
+        assert!(Cli::try_parse_from(["beacon", "--redis-url", "http://x"]).is_err());
+        assert!(Cli::try_parse_from(["beacon", "--redis-prefix", "a b"]).is_err());
+        let defaults = Cli::try_parse_from(["beacon"]).unwrap().config;
+        assert!(defaults.redis_url.is_none(), "direct mode unless asked");
+        assert_eq!(defaults.redis_prefix, "beacon");
     }
 
     #[test]

@@ -8,7 +8,9 @@ use beacon_model::{ModelError, Rejection};
 use beacon_store::StoreError;
 use serde::Serialize;
 
+use crate::buffer::AppendError;
 use crate::ingest::IngestError;
+use crate::intake::IntakeError;
 
 /// Everything an endpoint can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,9 @@ pub enum ApiError {
     /// The server is shutting down.
     #[error("server is shutting down, retry later")]
     ShuttingDown,
+    /// Buffered mode: Redis did not accept the events.
+    #[error("the ingest buffer is unavailable, retry later")]
+    BufferUnavailable,
     /// A storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -97,6 +102,18 @@ impl From<IngestError> for ApiError {
     }
 }
 
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> Self {
+        match e {
+            IntakeError::Direct(e) => e.into(),
+            // The backlog at its limit is the buffered mode's full queue.
+            IntakeError::Buffered(AppendError::Backlog) => Self::Overloaded,
+            IntakeError::Buffered(AppendError::Unavailable) => Self::BufferUnavailable,
+            IntakeError::Buffered(AppendError::ShuttingDown) => Self::ShuttingDown,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
@@ -116,6 +133,7 @@ impl ApiError {
             Self::Overloaded => "overloaded",
             Self::AckTimeout => "commit_timeout",
             Self::ShuttingDown => "shutting_down",
+            Self::BufferUnavailable => "buffer_unavailable",
             Self::Store(e) if e.is_unavailable() => "database_unavailable",
             Self::Store(_) => "internal_error",
             Self::TooManyStreams => "too_many_streams",
@@ -134,7 +152,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<u32> {
         match self {
             Self::Overloaded | Self::TooManyStreams => Some(1),
-            Self::AckTimeout | Self::ShuttingDown => Some(5),
+            Self::AckTimeout | Self::ShuttingDown | Self::BufferUnavailable => Some(5),
             Self::Store(e) if e.is_unavailable() => Some(5),
             Self::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
@@ -157,9 +175,11 @@ impl ResponseError for ApiError {
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Overloaded | Self::AckTimeout | Self::ShuttingDown | Self::TooManyStreams => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded
+            | Self::AckTimeout
+            | Self::ShuttingDown
+            | Self::BufferUnavailable
+            | Self::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound => StatusCode::NOT_FOUND,

@@ -6,7 +6,7 @@ use beacon_model::Limits;
 use beacon_store::Store;
 
 use crate::clock::SharedClock;
-use crate::ingest::Ingestor;
+use crate::intake::Intake;
 use crate::live::{DropReason, Live};
 use crate::rate_limit::IpRateLimiter;
 
@@ -14,8 +14,9 @@ use crate::rate_limit::IpRateLimiter;
 pub struct AppState {
     /// The database.
     pub store: Store,
-    /// The ingest queue.
-    pub ingestor: Ingestor,
+    /// Where `/track` hands its events: the ingest queue, or the Redis
+    /// buffer.
+    pub ingestor: Intake,
     /// Where handlers take the time from.
     pub clock: SharedClock,
     /// Input limits.
@@ -34,6 +35,8 @@ pub struct AppState {
     pub rollups: Arc<crate::rollups::RollupStats>,
     /// Whether the database answers, as the last storage call found it.
     pub health: Arc<crate::health::DatabaseHealth>,
+    /// Buffered mode: asks Redis whether it answers.
+    pub redis: Option<crate::buffer::RedisProbe>,
     /// Client addresses, user agents, places and visitor ids.
     pub enrichment: Arc<crate::enrich::Enrichment>,
 }

@@ -13,11 +13,13 @@ use beacon_store::{Backend, PoolOptions, Store, StoreError};
 
 use crate::alerts::Alerter;
 use crate::anomaly_worker::AnomalyWorker;
+use crate::buffer::{Buffer, BufferOptions, BufferStartError, BufferTasks, Keys, RedisProbe};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::enrich::{self, Enrichment};
 use crate::health::DatabaseHealth;
-use crate::ingest::{self, IngestOptions, Ingestor, Writers};
+use crate::ingest::{self, IngestOptions, Writers};
+use crate::intake::Intake;
 use crate::live::{self, Live};
 use crate::retention::RetentionWorker;
 use crate::rollups::{Roller, RollupStats};
@@ -52,6 +54,10 @@ pub enum StartError {
     /// The user-agent patterns or the GeoIP database could not be loaded.
     #[error("{0}")]
     Enrich(#[from] beacon_enrich::EnrichError),
+    /// The Redis buffer could not be set up (a malformed URL, say; Redis
+    /// being down is not an error).
+    #[error("{0}")]
+    Redis(#[from] BufferStartError),
 }
 
 /// How long a stopping server waits for queued alerts to be sent.
@@ -61,8 +67,11 @@ const ALERT_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 pub struct Application {
     port: u16,
     server: Server,
-    ingestor: Ingestor,
-    writers: Writers,
+    ingestor: Intake,
+    /// Direct mode's writers.
+    writers: Option<Writers>,
+    /// Buffered mode's tasks.
+    buffer: Option<BufferTasks>,
     roller: Roller,
     anomalies: AnomalyWorker,
     retention: Option<RetentionWorker>,
@@ -130,14 +139,43 @@ impl Application {
                 .await
                 .map_err(|e| StartError::Task(e.to_string()))??
         };
-        let (live, broadcaster) = live::start(&store, config.stream_interval, &clock).await?;
-        let options = ingest_options(&config, store.backend());
+        // Buffered mode: the live reader is registered before the warm-up
+        // (see buffer/feed.rs).
+        let prepared = match &config.redis_url {
+            Some(url) => Some(Buffer::prepare(url.expose(), buffer_options(&config)).await?),
+            None => None,
+        };
+        let (live, broadcaster) =
+            live::start(&store, config.stream_interval, &clock, prepared.is_some()).await?;
         let health = Arc::new(DatabaseHealth::default());
-        let (ingestor, writers) = ingest::start(
-            store.clone(),
-            &options,
-            live::commit_sink(Arc::clone(&live), Arc::clone(&health)),
-        )?;
+        let (ingestor, writers, redis, buffer) = match prepared {
+            Some(prepared) => {
+                let buffer = prepared
+                    .start(store.clone(), Arc::clone(&live), Arc::clone(&health))
+                    .await?;
+                let (appender, stats, probe, tasks) = buffer.into_parts();
+                (
+                    Intake::Buffered(appender, stats),
+                    None,
+                    Some(probe),
+                    Some(tasks),
+                )
+            }
+            None => {
+                let options = ingest_options(&config, store.backend());
+                let (ingestor, writers) = ingest::start(
+                    store.clone(),
+                    &options,
+                    live::commit_sink(Arc::clone(&live), Arc::clone(&health)),
+                )?;
+                (
+                    Intake::Direct(ingestor),
+                    Some(writers),
+                    None::<RedisProbe>,
+                    None,
+                )
+            }
+        };
         let rollups = Arc::new(RollupStats::default());
         let roller = Roller::start(
             store.clone(),
@@ -196,6 +234,7 @@ impl Application {
             rollups,
             health,
             enrichment,
+            redis,
         };
         let server = http::serve(listener, state, &config)?;
         log_started(&config, port, &store);
@@ -204,6 +243,7 @@ impl Application {
             server,
             ingestor,
             writers,
+            buffer,
             roller,
             anomalies,
             retention,
@@ -244,6 +284,7 @@ impl Application {
             server,
             ingestor,
             writers,
+            buffer,
             roller,
             anomalies,
             retention,
@@ -264,11 +305,18 @@ impl Application {
         // The workers (and their state) are gone; dropping the last queue
         // handle lets the writers drain the queue and stop.
         drop(ingestor);
+        // Buffered mode: what Redis was handed is appended, and the batches
+        // in hand are stored and acknowledged.
+        if let Some(buffer) = buffer {
+            buffer.stop().await;
+        }
         if web::block(move || {
             if let Some(retention) = retention {
                 retention.stop();
             }
-            writers.join();
+            if let Some(writers) = writers {
+                writers.join();
+            }
             // After the writers: their last commits are rolled up too.
             roller.stop();
             anomalies.stop();
@@ -306,6 +354,18 @@ fn ingest_options(config: &Config, backend: Backend) -> IngestOptions {
     }
 }
 
+/// The buffer's settings from the configuration.
+fn buffer_options(config: &Config) -> BufferOptions {
+    BufferOptions {
+        keys: Keys::new(&config.redis_prefix),
+        max_backlog: config.redis_max_backlog,
+        batch_max: config.batch_max as usize,
+        consumers: config.writers as usize,
+        claim_idle: config.redis_claim_idle,
+        append_timeout: config.ack_timeout,
+    }
+}
+
 /// The start-up line, and the warning when reads are open to anyone.
 fn log_started(config: &Config, port: u16, store: &Store) {
     log::info!(
@@ -319,6 +379,13 @@ fn log_started(config: &Config, port: u16, store: &Store) {
         log::info!(
             "retention: events older than {} whole days are deleted (the rollups keep their figures)",
             keep.days()
+        );
+    }
+    if let Some(url) = &config.redis_url {
+        log::info!(
+            "buffered mode: events go through Redis at {} (keys {}:*)",
+            url.masked(),
+            config.redis_prefix
         );
     }
     if config.read_token.is_none() {

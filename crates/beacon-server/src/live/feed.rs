@@ -20,12 +20,18 @@ use crate::StartError;
 
 /// Builds the live state, fills it from storage, and starts the broadcaster
 /// (one snapshot per `interval`), which the application stops at shutdown.
+/// `dedupe`: the buffered mode's live state, which remembers the events
+/// it was fed by public id (see `buffer/feed.rs`).
 pub async fn start(
     store: &Store,
     interval: Duration,
     clock: &SharedClock,
+    dedupe: bool,
 ) -> Result<(Arc<Live>, Task), StartError> {
     let live = Arc::new(Live::new(LiveConfig::default(), interval, clock.now()));
+    if dedupe {
+        live.dedupe_by_public_id();
+    }
     {
         let (store, live, now) = (store.clone(), Arc::clone(&live), clock.now());
         web::block(move || warm_up(&store, &live, now))
@@ -164,6 +170,9 @@ pub fn warm_up(store: &Store, live: &Live, now: DateTime<Utc>) -> Result<(), Sto
         .collect();
     live.feed(&recent.iter().map(live_event).collect::<Vec<_>>());
     live.feed(&window.iter().map(live_event).collect::<Vec<_>>());
+    for e in recent.iter().chain(&window) {
+        live.remember(&e.event.session_token, &e.event.public_id);
+    }
     live.tick(now);
     if !window.is_empty() || !recent.is_empty() {
         log::info!(

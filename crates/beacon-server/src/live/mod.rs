@@ -11,6 +11,7 @@
 //! broadcaster (in `feed.rs`, with the ingest pipeline's sink).
 
 mod feed;
+mod seen;
 
 pub use feed::{commit_sink, start, warm_up};
 
@@ -79,6 +80,8 @@ pub struct Live {
     retry: Duration,
     anomalies: RwLock<Vec<crate::anomaly_worker::AnomalyView>>,
     detector: RwLock<Option<crate::anomaly_worker::DetectorView>>,
+    /// Buffered mode: the events already fed, by `(session, public id)`.
+    seen: Mutex<Option<seen::Seen>>,
 }
 
 impl Live {
@@ -102,6 +105,7 @@ impl Live {
             retry: interval.clamp(Duration::from_secs(1), Duration::from_secs(30)),
             anomalies: RwLock::default(),
             detector: RwLock::default(),
+            seen: Mutex::new(None),
         }
     }
 
@@ -123,6 +127,47 @@ impl Live {
         if let Ok(mut metrics) = self.metrics.lock() {
             metrics.record_dropped(reason.as_str(), n as u64, now);
         }
+    }
+
+    /// Buffered mode: from now on, remember the events fed by
+    /// `(session, public id)`, so that [`Live::feed_once`] skips an event
+    /// already counted (by the warm-up, or sent twice with one id).
+    pub(crate) fn dedupe_by_public_id(&self) {
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(seen::Seen::new(seen::CAPACITY));
+        }
+    }
+
+    /// Notes that an event was fed (when deduplicating).
+    fn remember(&self, session: &str, public_id: &str) {
+        if let Ok(mut seen) = self.seen.lock() {
+            if let Some(seen) = seen.as_mut() {
+                seen.insert(session, public_id);
+            }
+        }
+    }
+
+    /// Feeds the events not fed before (each with its public id), without
+    /// counting them as committed (the buffered mode's live feed).
+    pub(crate) fn feed_once(&self, events: &[(LiveEvent<'_>, &str)]) {
+        let new: Vec<LiveEvent<'_>> = match self.seen.lock() {
+            Ok(mut seen) => match seen.as_mut() {
+                Some(seen) => events
+                    .iter()
+                    .filter(|(e, id)| seen.insert(e.session, id))
+                    .map(|(e, _)| *e)
+                    .collect(),
+                None => events.iter().map(|(e, _)| *e).collect(),
+            },
+            Err(_) => return,
+        };
+        self.feed(&new);
+    }
+
+    /// Counts events committed by this instance (buffered mode, where the
+    /// live metrics are fed from the stream instead).
+    pub(crate) fn count_committed(&self, n: u64) {
+        self.committed.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Feeds events to the aggregator without counting them as committed

@@ -14,7 +14,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let detector = live.detector();
     let mode_is = |mode: &str| u8::from(detector.as_ref().is_some_and(|d| d.mode == mode));
     let history_days = detector.as_ref().map_or(0.0, |d| d.history_days);
-    let mut body = format!(
+    let body = format!(
         "# HELP beacon_open_streams Open /stream connections.\n\
          # TYPE beacon_open_streams gauge\n\
          beacon_open_streams {}\n\
@@ -72,8 +72,47 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         mode_is("ready"),
         history_days,
     );
+    let mut body = body;
     state.enrichment.write_metrics(&mut body);
+    if let Some(buffer) = state.ingestor.buffer() {
+        body.push_str(&buffer_metrics(buffer));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body)
+}
+
+/// The Redis buffer's gauges and counters (buffered mode only).
+fn buffer_metrics(b: &crate::buffer::BufferStats) -> String {
+    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    format!(
+        "# HELP beacon_redis_up Whether the last Redis call succeeded.\n\
+         # TYPE beacon_redis_up gauge\n\
+         beacon_redis_up {}\n\
+         # HELP beacon_buffer_backlog_events Events accepted (by any instance) and not yet stored.\n\
+         # TYPE beacon_buffer_backlog_events gauge\n\
+         beacon_buffer_backlog_events {}\n\
+         # HELP beacon_buffer_oldest_unstored_age_seconds Age of the oldest accepted event not yet stored (0: none).\n\
+         # TYPE beacon_buffer_oldest_unstored_age_seconds gauge\n\
+         beacon_buffer_oldest_unstored_age_seconds {:.3}\n\
+         # HELP beacon_buffer_appended_events_total Events this instance appended to the stream.\n\
+         # TYPE beacon_buffer_appended_events_total counter\n\
+         beacon_buffer_appended_events_total {}\n\
+         # HELP beacon_buffer_drained_events_total Events this instance's consumers stored from the stream (rate(): the drain rate).\n\
+         # TYPE beacon_buffer_drained_events_total counter\n\
+         beacon_buffer_drained_events_total {}\n\
+         # HELP beacon_buffer_redeliveries_total Entries this instance claimed from a consumer that did not acknowledge them in time.\n\
+         # TYPE beacon_buffer_redeliveries_total counter\n\
+         beacon_buffer_redeliveries_total {}\n\
+         # HELP beacon_buffer_dead_letters_total Entries this instance moved to the dead-letter stream (refused by the database for good).\n\
+         # TYPE beacon_buffer_dead_letters_total counter\n\
+         beacon_buffer_dead_letters_total {}\n",
+        u8::from(b.redis_up()),
+        b.backlog(),
+        b.oldest_unstored_age(now_ms),
+        b.appended(),
+        b.drained(),
+        b.redelivered(),
+        b.dead_letters(),
+    )
 }
