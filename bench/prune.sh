@@ -3,6 +3,8 @@
 # its throughput and latency ingestion keeps.
 #
 #   bench/prune.sh [BACKLOG_EVENTS]
+#   bench/prune.sh --smoke      20,000 events, 2 s windows, one round, with
+#                               the debug build it makes (CI)
 #
 # Loads BACKLOG_EVENTS (default 2,000,000) old events (ten days ago, 20 per
 # session) straight into a fresh database behind a running server, marks
@@ -26,8 +28,14 @@ if [[ ${1:-} == -h || ${1:-} == --help ]]; then
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     exit 0
 fi
-BACKLOG=${1:-2000000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [[ ${1:-} == --smoke ]]; then
+    (cd "$ROOT" && cargo build --quiet -p beacon -p beacon-loadgen)
+    BEACON=$ROOT/target/debug/beacon LOADGEN=$ROOT/target/debug/beacon-loadgen
+    DURATION=2 ROUNDS=1 CONNECTIONS=8
+    set -- 20000
+fi
+BACKLOG=${1:-2000000}
 BEACON=${BEACON:-$ROOT/target/release/beacon}
 LOADGEN=${LOADGEN:-$ROOT/target/release/beacon-loadgen}
 BENCH_PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
