@@ -250,12 +250,15 @@ def new_page(browser, console):
     assert console.unexpected() == [], "console errors"
 
 
-_outcomes = {"passed": 0, "failed": 0, "skipped": 0}
+_outcomes = {"passed": 0, "failed": 0, "skipped": 0, "xfailed": 0}
 
 
 def pytest_runtest_logreport(report):
     if report.when == "call" or report.outcome != "passed":
-        if report.outcome == "passed" and report.when == "call":
+        if hasattr(report, "wasxfail"):
+            # A known failure, marked with its reason: reported, not hidden.
+            _outcomes["xfailed"] += 1
+        elif report.outcome == "passed" and report.when == "call":
             _outcomes["passed"] += 1
         elif report.outcome == "failed":
             _outcomes["failed"] += 1
@@ -273,4 +276,5 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(
         f"browser tests: {_outcomes['passed']} passed, {_outcomes['failed']} failed"
         + (f", {_outcomes['skipped']} skipped (counted as failure)" if _outcomes["skipped"] else "")
+        + (f", {_outcomes['xfailed']} known failures (xfail, see their reasons)" if _outcomes["xfailed"] else "")
     )

@@ -52,7 +52,7 @@ fn start(db: &TestDatabase, prefix: &str) -> Instance {
 }
 
 async fn wait_up(address: &str) {
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client_builder().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(r) = client.get(format!("{address}/up")).send().await {
@@ -92,7 +92,7 @@ async fn three_instances_with_one_killed_mid_load_store_every_acknowledged_event
     let stop = Arc::new(AtomicBool::new(false));
     // (request ids, answer) of every request.
     let outcomes: Arc<Outcomes> = Arc::default();
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();

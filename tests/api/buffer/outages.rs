@@ -80,7 +80,7 @@ async fn postgres_stopped_under_buffered_load_refuses_nothing_then_stores_every_
     };
     let prefix = unique_prefix("db-outage");
     let app = spawn(&cluster.url(), SHARED, &prefix, |_| {});
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client_builder().build().unwrap();
     let load = start_load(&app.address);
     load.wait_for(
         Instant::now(),
@@ -225,7 +225,11 @@ async fn redis_killed_under_load_and_restarted_loses_no_acknowledged_event() {
         |o| o.answer == Ok(503) && o.code.as_deref() == Some("buffer_unavailable"),
     )
     .await;
-    let (status, body) = up_status(&reqwest::Client::new(), &app.address).await;
+    let (status, body) = up_status(
+        &crate::helpers::client_builder().build().unwrap(),
+        &app.address,
+    )
+    .await;
     assert_eq!(status, 503, "/up while Redis is down: {body}");
     assert_eq!(body["redis"], "down", "{body}");
     let mut redis = redis;

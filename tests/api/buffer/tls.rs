@@ -142,7 +142,7 @@ async fn buffered_mode_works_over_tls_with_a_password_that_the_log_never_shows()
         .spawn()
         .expect("the beacon binary starts");
     let address = format!("http://127.0.0.1:{http}");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client_builder().build().unwrap();
     let started = Instant::now();
     let up = loop {
         if let Ok(r) = client.get(format!("{address}/up")).send().await {
