@@ -20,6 +20,7 @@ on_both_backends!(
     a_cdn_country_counts_only_from_a_trusted_proxy,
     bots_are_answered_like_people_but_not_stored,
     kept_bots_are_stored_flagged,
+    a_sessions_later_requests_keep_its_profile_and_a_bot_cannot_borrow_it,
     one_person_in_two_tabs_has_one_visitor_id,
     the_rate_limit_applies_to_each_client_behind_a_proxy,
     hostile_user_agents_and_forwarding_headers_never_cost_an_event,
@@ -246,6 +247,51 @@ async fn kept_bots_are_stored_flagged(db: &TestDatabase) {
         0.0,
         "kept, so not dropped"
     );
+    app.stop().await;
+}
+
+/// The profile is computed once per session (and cached): later requests
+/// of the session reuse it, as the database keeps its first; a request
+/// with the session's token and a bot's user agent is still a bot's.
+async fn a_sessions_later_requests_keep_its_profile_and_a_bot_cannot_borrow_it(db: &TestDatabase) {
+    let app = spawn_app(db);
+    let events = |app: &TestApp| {
+        let address = format!("{}/events?session=tab", app.address);
+        let client = app.client.clone();
+        async move {
+            let page: Value = client
+                .get(address)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            page["events"].as_array().unwrap().len()
+        }
+    };
+    let click = |user_agent: &str| {
+        json!({"type": "click", "sessionId": "tab", "url": "https://site.example/",
+               "data": {"label": "x"}, "userAgent": user_agent})
+        .to_string()
+    };
+    assert_eq!(post(&app, visit("tab", FIREFOX), &[]).await.status(), 200);
+    let first = session(&app, "tab").await.unwrap();
+    assert_eq!(first.browser.as_deref(), Some("Firefox"));
+    assert!(first.visitor_id.is_some());
+
+    assert_eq!(post(&app, click(GOOGLEBOT), &[]).await.status(), 200);
+    assert_eq!(events(&app).await, 1, "the bot's click is dropped");
+    assert_eq!(
+        metric(&app, "beacon_events_dropped_total{reason=\"bot\"} ").await,
+        1.0
+    );
+
+    assert_eq!(post(&app, click(FIREFOX), &[]).await.status(), 200);
+    assert_eq!(events(&app).await, 2);
+    let later = session(&app, "tab").await.unwrap();
+    assert_eq!(later.visitor_id, first.visitor_id);
+    assert_eq!(later.browser, first.browser);
     app.stop().await;
 }
 

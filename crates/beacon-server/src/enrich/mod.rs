@@ -4,12 +4,15 @@
 //! own guess) and its daily visitor id. The work itself is in
 //! `beacon-enrich`; this module applies it to a request and counts what it
 //! filtered. Paid once per distinct user agent (the parser's cache) and once
-//! per session and user agent of a request (the profile), never per event.
+//! per session (the profile, kept in a bounded cache of recent sessions),
+//! never per event: a session's later requests reuse the profile of its
+//! first, which is also the one the database keeps for it.
 
 mod salts;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use actix_web::HttpRequest;
 use beacon_enrich::{
     cdn_country, client_addr, country_code, visitor_id, ClientAddr, ForwardingHeaders, GeoIp,
-    Location, TrustedProxies, UserAgents,
+    Location, Salt, TrustedProxies, UserAgents,
 };
 use beacon_model::{EventKind, NewEvent, VisitorProfile};
 use chrono::{DateTime, Utc};
@@ -26,6 +29,17 @@ pub use salts::{day_of, start as start_salts, Salts};
 
 /// Distinct user agents whose verdicts are kept.
 pub const USER_AGENT_CACHE: usize = 10_000;
+/// Recent sessions whose profiles are kept (about 450 bytes each with the
+/// profile, estimated): a session's later requests skip the parser, the
+/// GeoIP lookup and the visitor id's hash.
+pub const SESSION_CACHE: usize = 16_384;
+
+/// A session's profile as computed for its first request; `None`: a bot
+/// not kept. Keyed by a hash of (session token, user agent) under this
+/// process's random key, so that a request with the session's token but
+/// another user agent is classified afresh (a bot cannot borrow a person's
+/// verdict) and nobody can aim a collision.
+type SessionProfiles = quick_cache::sync::Cache<u64, Option<Arc<VisitorProfile>>>;
 
 /// The process's parser: its patterns take about a second to compile, so
 /// every application of the process (tests start many) shares one.
@@ -48,6 +62,12 @@ pub struct Enriched {
     pub bots: usize,
 }
 
+/// What a request tells about every new session in it.
+struct Context {
+    place: Option<Location>,
+    salt: Option<Arc<Salt>>,
+}
+
 /// The enrichment of the ingest path, built once at start and shared.
 pub struct Enrichment {
     trusted: TrustedProxies,
@@ -57,6 +77,8 @@ pub struct Enrichment {
     /// `--no-enrichment`: events are stored as they come.
     off: bool,
     salts: Arc<Salts>,
+    sessions: SessionProfiles,
+    session_key: RandomState,
     counters: Counters,
 }
 
@@ -88,6 +110,8 @@ impl Enrichment {
             keep_bots,
             off,
             salts,
+            sessions: SessionProfiles::new(SESSION_CACHE),
+            session_key: RandomState::new(),
             counters: Counters::default(),
         })
     }
@@ -148,8 +172,8 @@ impl Enrichment {
         client
     }
 
-    /// Gives each event its profile, computed once per session and user
-    /// agent of the request, and drops bots unless they are kept.
+    /// Gives each event its profile, computed once per session (see
+    /// [`SESSION_CACHE`]), and drops bots unless they are kept.
     pub fn enrich(
         &self,
         client: &ClientAddr,
@@ -160,80 +184,24 @@ impl Enrichment {
         if self.off {
             return Enriched { events, bots: 0 };
         }
-        // A CDN's header is believed from a trusted peer only (that is
-        // the CDN, or the proxy behind it), whatever else it forwarded.
-        let peer_trusted = req
-            .peer_addr()
-            .is_some_and(|peer| self.trusted.contains(peer.ip()));
-        let cdn = if peer_trusted {
-            let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-            cdn_country(
-                header("cf-ipcountry"),
-                header("cloudfront-viewer-country"),
-                header("x-vercel-ip-country"),
-            )
-        } else {
-            None
-        };
-        let place = self.geo.as_ref().and_then(|geo| geo.lookup(client.ip));
-        let salt = self.salts.get(day_of(now));
-        if salt.is_none() {
-            self.counters.no_salt.fetch_add(1, Ordering::Relaxed);
-            if !self.counters.no_salt_warned.swap(true, Ordering::Relaxed) {
-                log::warn!(
-                    "no visitor salt for today is held (the database was unreachable since \
-                     yesterday?): sessions are stored without a visitor id until it is \
-                     (counted in beacon_visitor_salt_missing_total; logged once)"
-                );
-            }
-        }
         let mut profiles: HashMap<(&str, Option<&str>), Option<Arc<VisitorProfile>>> =
             HashMap::new();
+        // What a new session needs from the request, found once, and only
+        // when one of its sessions is not in the cache.
+        let mut context = None;
         let mut bots = 0;
         let mut assigned = Vec::with_capacity(events.len());
         for e in &events {
             let key = (e.session().as_str(), e.user_agent());
             let profile = profiles.entry(key).or_insert_with(|| {
-                let agent = self.agents.classify(e.user_agent());
-                if agent.bot.is_some() && !self.keep_bots {
-                    return None;
+                let cached = self.session_key.hash_one(key);
+                if let Some(profile) = self.sessions.get(&cached) {
+                    return profile;
                 }
-                let location = place
-                    .clone()
-                    .filter(|l| l.country.is_some())
-                    .or_else(|| {
-                        cdn.map(|country| Location {
-                            country: Some(country),
-                            region: None,
-                            city: None,
-                        })
-                    })
-                    .or_else(|| pixel_location(&events, e.session().as_str()))
-                    .unwrap_or(Location {
-                        country: None,
-                        region: None,
-                        city: None,
-                    });
-                let visitor = salt.as_ref().map(|salt| {
-                    visitor_id(
-                        salt,
-                        &site_host(e.url()).to_ascii_lowercase(),
-                        client.ip,
-                        e.user_agent().unwrap_or(""),
-                    )
-                });
-                Some(Arc::new(VisitorProfile {
-                    visitor_id: visitor,
-                    browser: agent.browser.clone(),
-                    browser_version: agent.browser_version.clone(),
-                    os: agent.os.clone(),
-                    os_version: agent.os_version.clone(),
-                    device: Some(agent.device.as_str().to_owned()),
-                    country: location.country.map(|c| c.as_str().to_owned()),
-                    region: location.region,
-                    city: location.city,
-                    bot: agent.bot.is_some(),
-                }))
+                let context = context.get_or_insert_with(|| self.context(client, req, now));
+                let profile = self.profile(context, client, &events, e);
+                self.sessions.insert(cached, profile.clone());
+                profile
             });
             match profile {
                 Some(p) => assigned.push(Some(Arc::clone(p))),
@@ -251,6 +219,94 @@ impl Enrichment {
             .collect();
         self.counters.bots.fetch_add(bots as u64, Ordering::Relaxed);
         Enriched { events, bots }
+    }
+
+    /// The request's place (GeoIP, else a trusted CDN's header) and the
+    /// day's salt.
+    fn context(&self, client: &ClientAddr, req: &HttpRequest, now: DateTime<Utc>) -> Context {
+        // A CDN's header is believed from a trusted peer only (that is
+        // the CDN, or the proxy behind it), whatever else it forwarded.
+        let peer_trusted = req
+            .peer_addr()
+            .is_some_and(|peer| self.trusted.contains(peer.ip()));
+        let cdn = if peer_trusted {
+            let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+            cdn_country(
+                header("cf-ipcountry"),
+                header("cloudfront-viewer-country"),
+                header("x-vercel-ip-country"),
+            )
+        } else {
+            None
+        };
+        let place = self
+            .geo
+            .as_ref()
+            .and_then(|geo| geo.lookup(client.ip))
+            .filter(|l| l.country.is_some())
+            .or_else(|| {
+                cdn.map(|country| Location {
+                    country: Some(country),
+                    region: None,
+                    city: None,
+                })
+            });
+        let salt = self.salts.get(day_of(now));
+        if salt.is_none() {
+            self.counters.no_salt.fetch_add(1, Ordering::Relaxed);
+            if !self.counters.no_salt_warned.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "no visitor salt for today is held (the database was unreachable since \
+                     yesterday?): sessions are stored without a visitor id until it is \
+                     (counted in beacon_visitor_salt_missing_total; logged once)"
+                );
+            }
+        }
+        Context { place, salt }
+    }
+
+    /// The profile of the session of `e`, new to this instance; `None` for
+    /// a bot that is not kept.
+    fn profile(
+        &self,
+        context: &Context,
+        client: &ClientAddr,
+        events: &[NewEvent],
+        e: &NewEvent,
+    ) -> Option<Arc<VisitorProfile>> {
+        let agent = self.agents.classify(e.user_agent());
+        if agent.bot.is_some() && !self.keep_bots {
+            return None;
+        }
+        let location = context
+            .place
+            .clone()
+            .or_else(|| pixel_location(events, e.session().as_str()))
+            .unwrap_or(Location {
+                country: None,
+                region: None,
+                city: None,
+            });
+        let visitor = context.salt.as_ref().map(|salt| {
+            visitor_id(
+                salt,
+                &site_host(e.url()).to_ascii_lowercase(),
+                client.ip,
+                e.user_agent().unwrap_or(""),
+            )
+        });
+        Some(Arc::new(VisitorProfile {
+            visitor_id: visitor,
+            browser: agent.browser.clone(),
+            browser_version: agent.browser_version.clone(),
+            os: agent.os.clone(),
+            os_version: agent.os_version.clone(),
+            device: Some(agent.device.as_str().to_owned()),
+            country: location.country.map(|c| c.as_str().to_owned()),
+            region: location.region,
+            city: location.city,
+            bot: agent.bot.is_some(),
+        }))
     }
 
     /// The enrichment's lines of `/metrics`.
