@@ -1,8 +1,16 @@
 //! Appending: `/track` hands its events to one batcher task, which sends
-//! everything waiting as one pipeline of `XADD`s and answers each request
-//! when Redis has accepted its events. Requests share round trips the way
-//! the direct path's requests share commits: while one pipeline is on the
-//! wire, the next requests pile up and go together in the next.
+//! what is waiting as pipelines of `XADD`s and answers each request when
+//! Redis has accepted its events. Requests share round trips the way the
+//! direct path's requests share commits: while pipelines are on the wire,
+//! the next requests pile up and go together in the next.
+//!
+//! Each pipeline on the wire has a connection of its own. Redis reads at
+//! most 16 KiB from a connection per turn of its event loop, and with
+//! `appendfsync always` every turn waits for an fsync: one connection
+//! carries about 35 events per fsync however long its pipeline, so the
+//! throughput grows with the connections, not with the pipeline's length
+//! (redis-benchmark, the same entries, `appendfsync always`: 16,600 XADDs/s
+//! with 1 client, 60,300 with 16; bench/redis.sh, 2026-12-07).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,17 +18,18 @@ use std::time::Duration;
 
 use beacon_model::NewEvent;
 use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use super::entry::{self, VERSION};
 use super::{BufferOptions, BufferStats, Keys, PIPELINE_MAX_EVENTS};
 use crate::tasks::Task;
 
-/// Pipelines on the wire at once (one connection, multiplexed). With
-/// `appendfsync always` every round trip waits for an fsync of Redis's,
-/// so requests must not also wait for a free pipeline: 16 did better than
-/// 4 and no worse than 64 (bench/redis.sh's buffered peak, 2026-12-07).
-const IN_FLIGHT: usize = 16;
+/// Pipelines on the wire at once, each on its own connection.
+pub(super) const IN_FLIGHT: usize = 16;
+/// A pipeline takes requests until it holds this many bytes of entries
+/// (always at least one request): two of Redis's reads, so that the
+/// requests waiting spread over the connections instead of queueing on one.
+const PIPELINE_MAX_BYTES: usize = 32 * 1024;
 /// Requests waiting for the batcher; beyond it /track answers 503.
 const QUEUE: usize = 16_384;
 
@@ -41,6 +50,7 @@ pub enum AppendError {
 /// A request's events, encoded, and where its answer goes.
 struct Job {
     entries: Vec<String>,
+    bytes: usize,
     reply: oneshot::Sender<Result<(), AppendError>>,
 }
 
@@ -65,10 +75,15 @@ impl Appender {
             return Err(AppendError::Backlog);
         }
         // Encoded here, on the request's worker, not on the batcher.
-        let entries = events.iter().map(entry::encode).collect();
+        let entries: Vec<String> = events.iter().map(entry::encode).collect();
+        let bytes = entries.iter().map(String::len).sum();
         let (reply, answer) = oneshot::channel();
         self.tx
-            .try_send(Job { entries, reply })
+            .try_send(Job {
+                entries,
+                bytes,
+                reply,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => AppendError::Backlog,
                 mpsc::error::TrySendError::Closed(_) => AppendError::ShuttingDown,
@@ -86,9 +101,10 @@ impl Appender {
     }
 }
 
-/// Starts the batcher; returns the handle for /track and the task.
+/// Starts the batcher on its [`IN_FLIGHT`] connections; returns the handle
+/// for /track and the task.
 pub(super) fn start(
-    conn: ConnectionManager,
+    conns: Vec<ConnectionManager>,
     options: &BufferOptions,
     stats: Arc<BufferStats>,
 ) -> (Appender, Task) {
@@ -101,26 +117,28 @@ pub(super) fn start(
     };
     let keys = options.keys.clone();
     let task = Task::spawn("buffer batcher", move |stop| {
-        run(rx, conn, keys, stats, stop)
+        run(rx, conns, keys, stats, stop)
     });
     (appender, task)
 }
 
-/// Takes what is waiting, sends it, repeats; at `stop`, sends what is left
-/// and waits for the pipelines on the wire.
+/// Takes what is waiting, sends it on a free connection, repeats; at
+/// `stop`, sends what is left and waits for the pipelines on the wire.
 async fn run(
     mut rx: mpsc::Receiver<Job>,
-    conn: ConnectionManager,
+    conns: Vec<ConnectionManager>,
     keys: Keys,
     stats: Arc<BufferStats>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let total = conns.len();
+    let (free_tx, mut free) = mpsc::channel(total.max(1));
+    for conn in conns {
+        let _ = free_tx.try_send(conn);
+    }
     let mut stopping = false;
     loop {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            break;
-        };
+        let Some(conn) = free.recv().await else { break };
         let first = if stopping {
             rx.recv().await
         } else {
@@ -129,40 +147,53 @@ async fn run(
                 _ = &mut stop => {
                     stopping = true;
                     rx.close();
+                    let _ = free_tx.try_send(conn);
                     continue;
                 }
             }
         };
-        let Some(first) = first else { break };
+        let Some(first) = first else {
+            let _ = free_tx.try_send(conn);
+            break;
+        };
         let mut count = first.entries.len();
+        let mut bytes = first.bytes;
         let mut jobs = vec![first];
-        while count < PIPELINE_MAX_EVENTS {
+        while count < PIPELINE_MAX_EVENTS && bytes < PIPELINE_MAX_BYTES {
             match rx.try_recv() {
                 Ok(job) => {
                     count += job.entries.len();
+                    bytes += job.bytes;
                     jobs.push(job);
                 }
                 Err(_) => break,
             }
         }
-        let (conn, keys, stats) = (conn.clone(), keys.clone(), Arc::clone(&stats));
+        let (keys, stats, free_tx) = (keys.clone(), Arc::clone(&stats), free_tx.clone());
         tokio::spawn(async move {
-            send(conn, &keys, &stats, jobs, count).await;
-            drop(permit);
+            let conn = send(conn, &keys, &stats, jobs, count).await;
+            let _ = free_tx.send(conn).await;
         });
     }
-    // Every pipeline on the wire has answered once every permit is back.
-    let _ = permits.acquire_many(IN_FLIGHT as u32).await;
+    // Every pipeline on the wire has answered once every connection is back.
+    let mut back = free.len();
+    while back < total {
+        if free.recv().await.is_none() {
+            break;
+        }
+        back += 1;
+    }
 }
 
-/// One pipeline for the jobs' events; answers each job.
+/// One pipeline for the jobs' events; answers each job and gives the
+/// connection back.
 async fn send(
     mut conn: ConnectionManager,
     keys: &Keys,
     stats: &BufferStats,
     jobs: Vec<Job>,
     count: usize,
-) {
+) -> ConnectionManager {
     let mut pipe = redis::pipe();
     for job in &jobs {
         for e in &job.entries {
@@ -196,4 +227,5 @@ async fn send(
         // A request that timed out has gone: its outcome stands anyway.
         let _ = job.reply.send(answer);
     }
+    conn
 }

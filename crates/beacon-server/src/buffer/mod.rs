@@ -2,7 +2,7 @@
 //! `--redis-url`).
 //!
 //! ```text
-//! /track --> append.rs: one pipelined XADD per tick for every waiting request --> 200
+//! /track --> append.rs: pipelined XADDs for the waiting requests, on 16 connections --> 200
 //! stream --XREADGROUP (group `<prefix>:drain`)--> drain.rs --> Store::insert --> XACK
 //! stream --XREAD (every instance, no group)--> feed.rs --> live metrics (one global view)
 //! monitor.rs: backlog, oldest unstored entry, Redis health; XTRIM below what is unstored
@@ -277,7 +277,11 @@ impl Prepared {
             options,
             stats,
         } = self;
-        let (appender, batcher) = append::start(control.clone(), &options, Arc::clone(&stats));
+        let mut appending = Vec::with_capacity(append::IN_FLIGHT);
+        for _ in 0..append::IN_FLIGHT {
+            appending.push(connect(&client, None).await?);
+        }
+        let (appender, batcher) = append::start(appending, &options, Arc::clone(&stats));
         let mut consumers = Vec::new();
         for i in 0..options.consumers.max(1) {
             let consumer = drain::Consumer {
