@@ -18,6 +18,7 @@ on_both_backends!(
     an_event_posted_to_one_instance_shows_on_another_instances_stream,
     a_graceful_stop_leaves_no_batch_unacknowledged_and_the_next_instance_stores_the_rest,
     an_entry_refused_for_good_goes_to_the_dead_letters_and_the_drain_goes_on,
+    consumers_of_stopped_instances_leave_the_group,
 );
 
 const REQUESTS: usize = 120;
@@ -289,5 +290,53 @@ async fn an_entry_refused_for_good_goes_to_the_dead_letters_and_the_drain_goes_o
     assert!(letters.contains("malformed entry"), "{letters}");
     app.stop().await;
     let _ = redis_cli(6379, &["DEL", &stream, &format!("{prefix}:dead")]);
+    clean_shared(&prefix);
+}
+
+/// A stopping instance takes its consumers out of the group; the consumer
+/// of one that died (here a consumer that never reads) is removed by the
+/// others once idle for ten claim timeouts with nothing pending.
+async fn consumers_of_stopped_instances_leave_the_group(db: &TestDatabase) {
+    require_shared();
+    let prefix = unique_prefix("consumers");
+    let (stream, group) = (format!("{prefix}:events"), format!("{prefix}:drain"));
+    let consumers = || redis_cli(6379, &["XINFO", "CONSUMERS", &stream, &group]).unwrap();
+    redis_cli(
+        6379,
+        &["XGROUP", "CREATE", &stream, &group, "0", "MKSTREAM"],
+    )
+    .unwrap();
+    redis_cli(
+        6379,
+        &["XGROUP", "CREATECONSUMER", &stream, &group, "ghost"],
+    )
+    .unwrap();
+    assert!(consumers().contains("ghost"));
+
+    let app = spawn_app_with(db, |c| buffered(c, SHARED, &prefix));
+    let body = json!({"type": "click", "sessionId": "consumers", "data": {"label": "x"}});
+    assert_eq!(app.post_track(body.to_string()).await.status(), 200);
+    wait_for_count(&app, 1, Duration::from_secs(30)).await;
+    // Claim timeout 800 ms (tests' setting): gone after 8 s idle.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while consumers().contains("ghost") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle consumer is still in the group: {}",
+            consumers()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        consumers().contains("name"),
+        "the running instance's consumers stay: {}",
+        consumers()
+    );
+    app.stop().await;
+    assert_eq!(
+        consumers().trim(),
+        "",
+        "a stopped instance leaves no consumer"
+    );
     clean_shared(&prefix);
 }

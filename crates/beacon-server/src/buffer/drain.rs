@@ -25,7 +25,7 @@ use redis::RedisResult;
 use tokio::sync::oneshot;
 
 use super::entry::{self, EntryError, VERSION};
-use super::monitor::ensure_group;
+use super::monitor::{delete_idle_consumers, ensure_group};
 use super::reply::{self, RawEntry};
 use super::{BufferOptions, BufferStats};
 use crate::health::DatabaseHealth;
@@ -136,6 +136,19 @@ impl Consumer {
             if !batch.is_empty() {
                 self.store_batch(batch, claiming, &mut stop).await;
             }
+        }
+        // Leaves the group, unless entries are still pending with it (the
+        // database away): then others claim them and the monitors' sweep
+        // removes it later.
+        let left = delete_idle_consumers(
+            &mut self.control,
+            &self.options.keys,
+            Duration::ZERO,
+            Some(&self.name),
+        )
+        .await;
+        if let Err(e) = left {
+            log::debug!("consumer {} not removed from the group: {e}", self.name);
         }
     }
 

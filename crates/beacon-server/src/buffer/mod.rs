@@ -314,6 +314,7 @@ impl Prepared {
                 keys: options.keys.clone(),
                 instance,
                 stats: Arc::clone(&stats),
+                claim_idle: options.claim_idle,
             };
             Task::spawn("buffer monitor", move |stop| monitor.run(stop))
         };

@@ -2,6 +2,12 @@
 //! the Redis health flag fresh, and trims the stream below everything
 //! still needed.
 //!
+//! It also removes from the group the consumers of instances that are
+//! gone: idle for [`CONSUMER_GONE_CLAIMS`] claim timeouts with nothing
+//! pending (their entries claimed by the others), checked and deleted in
+//! one script, so that a consumer that read meanwhile is never deleted
+//! with its entries. A stopping instance removes its own at once.
+//!
 //! An entry is needed while it is pending (delivered, not acknowledged),
 //! undelivered, or not yet read by a live reader that reported within
 //! [`READER_STALE`]. Everything before the oldest needed entry is stored
@@ -27,6 +33,50 @@ const MEASURE_EVERY: Duration = Duration::from_millis(250);
 const TRIM_EVERY: u32 = 4;
 /// A live reader silent for this long is gone: it no longer holds entries.
 pub(super) const READER_STALE: Duration = Duration::from_secs(60);
+/// A consumer idle for this many claim timeouts with nothing pending
+/// belongs to an instance that is gone. A live consumer reads at least
+/// every second (`drain::BLOCK`), so it is never idle that long.
+pub(super) const CONSUMER_GONE_CLAIMS: u32 = 10;
+
+/// Deletes the group's consumers that have nothing pending and are idle
+/// for at least ARGV[2] ms (all of them, or only ARGV[3] when given), in
+/// one step: Redis runs a script alone, so no consumer can read between
+/// the check and the delete. Returns how many were deleted.
+const DELETE_IDLE_CONSUMERS: &str = r"
+local gone = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f['pending'] == 0 and f['idle'] >= tonumber(ARGV[2])
+     and (ARGV[3] == nil or ARGV[3] == f['name']) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    gone = gone + 1
+  end
+end
+return gone
+";
+
+/// Removes consumers with nothing pending, idle for at least `idle`; only
+/// `name` when given. Returns how many were removed.
+pub(super) async fn delete_idle_consumers(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    idle: Duration,
+    name: Option<&str>,
+) -> RedisResult<u64> {
+    // EVAL, not EVALSHA: sent about once per claim timeout, and a Redis
+    // restarted without its script cache needs nothing reloaded.
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(DELETE_IDLE_CONSUMERS)
+        .arg(1)
+        .arg(&keys.stream)
+        .arg(&keys.group)
+        .arg(idle.as_millis() as u64);
+    if let Some(name) = name {
+        cmd.arg(name);
+    }
+    cmd.query_async(conn).await
+}
 
 /// Milliseconds since the epoch, now.
 pub(super) fn now_ms() -> u64 {
@@ -108,6 +158,8 @@ pub(super) struct Monitor {
     pub keys: Keys,
     pub instance: String,
     pub stats: Arc<BufferStats>,
+    /// How long an entry stays with a consumer before another claims it.
+    pub claim_idle: Duration,
 }
 
 impl Monitor {
@@ -141,6 +193,18 @@ impl Monitor {
                     log::debug!("stream trim skipped: {e}");
                 }
             }
+            if round.is_multiple_of(self.sweep_every()) {
+                let gone = self.claim_idle * CONSUMER_GONE_CLAIMS;
+                match delete_idle_consumers(&mut self.conn, &self.keys, gone, None).await {
+                    Ok(0) => {}
+                    Ok(n) => log::info!(
+                        "removed {n} consumers of stopped instances from the group {} (idle for {}s, nothing pending)",
+                        self.keys.group,
+                        gone.as_secs()
+                    ),
+                    Err(e) => log::debug!("consumer sweep skipped: {e}"),
+                }
+            }
         }
         // The instance's live reader is gone: it holds nothing any more.
         let _: RedisResult<()> = redis::cmd("HDEL")
@@ -148,6 +212,13 @@ impl Monitor {
             .arg(&self.instance)
             .query_async(&mut self.conn)
             .await;
+    }
+
+    /// Measurements between two sweeps of gone consumers: about one claim
+    /// timeout.
+    fn sweep_every(&self) -> u32 {
+        let rounds = self.claim_idle.as_millis() / MEASURE_EVERY.as_millis();
+        u32::try_from(rounds).unwrap_or(u32::MAX).max(1)
     }
 
     /// The group's figures (recreating the group if Redis lost it).
