@@ -10,8 +10,10 @@
 # Scenarios: Redis's own XADD ceiling (redis-benchmark, the same entries,
 # pipelined), psql's COPY ceiling, then /track closed loop direct and
 # buffered (with the time the backlog took to drain), both at a fixed rate
-# of half their peak (p99), and a burst at twice the direct path's peak
-# (every answer, p99, backlog, drain time and drain rate).
+# of half their peak (p99), accepting alone (the buffered server with its
+# database's backends stopped: what /track takes when the drain stores
+# nothing), and a burst at twice the direct path's peak (every answer, p99,
+# backlog, drain time and drain rate).
 # Options: --duration SECONDS (20), --burst SECONDS (60), --connections N
 # (64), --copy-rows N (1000000), --profile release|dev.
 # Environment: BENCH_PG (default postgres://postgres@127.0.0.1:5432);
@@ -225,6 +227,31 @@ sustained=$(awk -v n="$acked" -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.0f", n
 result "B1-buffered-peak" "$out" "$backlog" "drained in ${secs}s; stored/s over run+drain $sustained; $(verify "$acked" buffered)"
 stop
 
+# ------------------------------------------------ accepting alone ---------
+# The buffered server with its database's backends stopped (SIGSTOP): the
+# drain stores nothing and /track's closed loop measures what accepting
+# into Redis alone costs (and allows) on these cores. Resumed, the backlog
+# drains and is verified.
+start accept --buffered
+sleep 1
+BACKENDS=$(psql "$BENCH_PG/postgres" -qAtc "SELECT pid FROM pg_stat_activity WHERE datname = '${DATABASES[-1]}'")
+cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+s0=$(cpu "$SERVER_PID") r0=$(cpu "$REDIS_PID")
+# shellcheck disable=SC2086 # one pid per word
+kill -STOP $BACKENDS
+out=$(load a --duration "$DURATION")
+s1=$(cpu "$SERVER_PID") r1=$(cpu "$REDIS_PID")
+# shellcheck disable=SC2086
+kill -CONT $BACKENDS
+backlog=$(metric beacon_buffer_backlog_events)
+secs=$(drain)
+acked=$(field "$out" events_acked)
+ACCEPT_EPS=$(field "$out" events_per_s)
+per_event=$(awk -v a="$acked" -v s=$((s1 - s0)) -v r=$((r1 - r0)) -v l="$(field "$out" loadgen_cpu_s)" -v t="$(getconf CLK_TCK)" \
+    'BEGIN { if (a > 0) printf "CPU us/event: server %.1f, redis %.1f, loadgen %.1f", s * 1e6 / t / a, r * 1e6 / t / a, l * 1e6 / a }')
+result "A1-buffered-accept-only" "$out" "$backlog" "drain stopped; $per_event; drained in ${secs}s after; $(verify "$acked" accept)"
+stop
+
 # ------------------------------------------------ fixed rate: half peak ---
 start direct-half
 out=$(load dh --duration "$DURATION" --rate "$(awk -v r="$DIRECT_RPS" 'BEGIN { printf "%d", r / 2 }')")
@@ -251,5 +278,5 @@ drain_eps=$(awk -v n="$((after - before))" -v s="$secs" 'BEGIN { printf "%.0f", 
 result "X1-buffered-burst-2x-db" "$out" "$backlog" "$rate req/s for ${BURST}s; drained in ${secs}s at $drain_eps events/s (COPY ceiling $COPY_EPS); $(verify "$(field "$out" events_acked)" burst)"
 stop
 
-printf '\n%s\n' "Beacon $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, Redis appendfsync $REDIS_FSYNC, ${CONNECTIONS} connections, ${DURATION}s per scenario (burst ${BURST}s), direct peak $DIRECT_EPS events/s"
+printf '\n%s\n' "Beacon $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, Redis appendfsync $REDIS_FSYNC, ${CONNECTIONS} connections, ${DURATION}s per scenario (burst ${BURST}s), direct peak $DIRECT_EPS events/s, accepting alone $ACCEPT_EPS events/s"
 printf '%s\n' "${ROWS[@]}"
