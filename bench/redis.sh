@@ -13,7 +13,9 @@
 # of half their peak (p99), accepting alone (the buffered server with its
 # database's backends stopped: what /track takes when the drain stores
 # nothing), and a burst at twice the direct path's peak (every answer, p99,
-# backlog, drain time and drain rate).
+# backlog, drain time and drain rate). The peaks and A1 also print their
+# CPU per acknowledged event: server, redis-server, PostgreSQL, load
+# generator.
 # Options: --duration SECONDS (20), --burst SECONDS (60), --connections N
 # (64), --copy-rows N (1000000), --profile release|dev.
 # Environment: BENCH_PG (default postgres://postgres@127.0.0.1:5432);
@@ -208,23 +210,47 @@ result() {
         $(($(field "$out" req_4xx) + $(field "$out" req_5xx) + $(field "$out" req_err))) "$backlog" "$notes"
 }
 
+# CPU per acknowledged event of the server, redis-server, every PostgreSQL
+# process and the load generator, between a `cpu_mark` and now.
+CLK_TCK=$(getconf CLK_TCK)
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() {
+    local total=0 pid
+    for pid in $(pgrep -x postgres || true); do total=$((total + $(ticks "$pid"))); done
+    echo "$total"
+}
+cpu_mark() { echo "$(ticks "$SERVER_PID") $(ticks "$REDIS_PID") $(pg_ticks)"; }
+cpu_per_event() { # MARK ACKED LOADGEN_CPU_S
+    local before after
+    read -ra before <<<"$1"
+    read -ra after <<<"$(cpu_mark)"
+    awk -v a="$2" -v s=$((after[0] - before[0])) -v r=$((after[1] - before[1])) -v g=$((after[2] - before[2])) \
+        -v l="$3" -v t="$CLK_TCK" 'BEGIN { if (a > 0) printf "CPU us/event: server %.1f, redis %.1f, postgres %.1f, loadgen %.1f", \
+            s * 1e6 / t / a, r * 1e6 / t / a, g * 1e6 / t / a, l * 1e6 / a }'
+}
+
 # ------------------------------------------------ peaks (closed loop) -----
 start direct
+mark=$(cpu_mark)
 out=$(load d --duration "$DURATION")
+cpu=$(cpu_per_event "$mark" "$(field "$out" events_acked)" "$(field "$out" loadgen_cpu_s)")
 DIRECT_RPS=$(field "$out" req_per_s)
 DIRECT_EPS=$(field "$out" events_per_s)
-result "D1-direct-peak" "$out" - "$(verify "$(field "$out" events_acked)" direct)"
+result "D1-direct-peak" "$out" - "$cpu; $(verify "$(field "$out" events_acked)" direct)"
 stop
 
 start buffered --buffered
 t0=$(now)
+mark=$(cpu_mark)
 out=$(load b --duration "$DURATION")
 backlog=$(metric beacon_buffer_backlog_events)
 secs=$(drain)
 acked=$(field "$out" events_acked)
+# Until drained: the drain's work is the buffered path's too.
+cpu=$(cpu_per_event "$mark" "$acked" "$(field "$out" loadgen_cpu_s)")
 BUF_RPS=$(field "$out" req_per_s)
 sustained=$(awk -v n="$acked" -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.0f", n / (b - a) }')
-result "B1-buffered-peak" "$out" "$backlog" "drained in ${secs}s; stored/s over run+drain $sustained; $(verify "$acked" buffered)"
+result "B1-buffered-peak" "$out" "$backlog" "drained in ${secs}s; stored/s over run+drain $sustained; $cpu; $(verify "$acked" buffered)"
 stop
 
 # ------------------------------------------------ accepting alone ---------
@@ -235,21 +261,18 @@ stop
 start accept --buffered
 sleep 1
 BACKENDS=$(psql "$BENCH_PG/postgres" -qAtc "SELECT pid FROM pg_stat_activity WHERE datname = '${DATABASES[-1]}'")
-cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-s0=$(cpu "$SERVER_PID") r0=$(cpu "$REDIS_PID")
+mark=$(cpu_mark)
 # shellcheck disable=SC2086 # one pid per word
 kill -STOP $BACKENDS
 out=$(load a --duration "$DURATION")
-s1=$(cpu "$SERVER_PID") r1=$(cpu "$REDIS_PID")
+cpu=$(cpu_per_event "$mark" "$(field "$out" events_acked)" "$(field "$out" loadgen_cpu_s)")
 # shellcheck disable=SC2086
 kill -CONT $BACKENDS
 backlog=$(metric beacon_buffer_backlog_events)
 secs=$(drain)
 acked=$(field "$out" events_acked)
 ACCEPT_EPS=$(field "$out" events_per_s)
-per_event=$(awk -v a="$acked" -v s=$((s1 - s0)) -v r=$((r1 - r0)) -v l="$(field "$out" loadgen_cpu_s)" -v t="$(getconf CLK_TCK)" \
-    'BEGIN { if (a > 0) printf "CPU us/event: server %.1f, redis %.1f, loadgen %.1f", s * 1e6 / t / a, r * 1e6 / t / a, l * 1e6 / a }')
-result "A1-buffered-accept-only" "$out" "$backlog" "drain stopped; $per_event; drained in ${secs}s after; $(verify "$acked" accept)"
+result "A1-buffered-accept-only" "$out" "$backlog" "drain stopped; $cpu; drained in ${secs}s after; $(verify "$acked" accept)"
 stop
 
 # ------------------------------------------------ fixed rate: half peak ---
