@@ -227,6 +227,9 @@ impl Worker {
                 mode_name(fed.detector.mode())
             );
         }
+        // The state first: /anomalies never shows an anomaly beside a
+        // detector that has not reported yet.
+        report_state(&self.store, fed, now);
         for event in events {
             let (Event::Opened(a) | Event::Closed(a)) = &event.event;
             let row = to_row(&event.series, a);
@@ -251,7 +254,6 @@ impl Worker {
         if took_over {
             close_orphans(&self.store, fed, end, now);
         }
-        report_state(&self.store, fed, now);
     }
 
     /// A detector warmed from the rollups of the past weeks and the events
