@@ -727,12 +727,63 @@ fn pruning_sessions_of_shared_visitors_keeps_counting_them_exactly(store: &Store
             )
         })
         .collect();
+    // Two sessions of one visitor (two tabs), both before the cutoff.
+    let early = day(1).timestamp_millis();
+    let tabs: Vec<NewEvent> = batch(&[
+        event("tab1", "t1", early, "visit", "/", ""),
+        event("tab2", "t2", early + 60_000, "visit", "/pricing", ""),
+    ])
+    .into_iter()
+    .map(|e| {
+        e.with_profile(Arc::new(VisitorProfile {
+            visitor_id: Some(-9),
+            ..VisitorProfile::default()
+        }))
+    })
+    .collect();
     for s in [store, &reference] {
         insert_profiled(s, &first);
+        s.insert_batch(&tabs).unwrap();
         s.roll_up_all().unwrap();
     }
+    assert!(store
+        .rollup_fingerprint()
+        .unwrap()
+        .iter()
+        .any(|l| l.starts_with("seen -9 ")));
     let pruned = store.prune(cutoff(), now()).unwrap();
     assert!(pruned.sessions > 0);
+    // A visitor id whose sessions are all gone has no rows left; one that a
+    // stored session still has keeps them (its later events need them).
+    let remaining: std::collections::BTreeSet<i64> = (0..30)
+        .filter_map(|n| store.session(&format!("s{n}")).unwrap())
+        .filter_map(|s| s.visitor_id)
+        .collect();
+    let seen = store.rollup_fingerprint().unwrap();
+    let mut gone = 0;
+    for visitor in [-9, -5, -4, -3, -2, -1_i64] {
+        let rows = seen
+            .iter()
+            .filter(|l| l.starts_with(&format!("seen {visitor} ")))
+            .count();
+        if remaining.contains(&visitor) {
+            assert!(
+                rows > 0,
+                "visitor {visitor} still has sessions: its rows stay"
+            );
+        } else {
+            assert_eq!(
+                rows, 0,
+                "visitor {visitor} has no session left: its rows go"
+            );
+            gone += 1;
+        }
+    }
+    assert!(!remaining.contains(&-9), "both tabs were pruned");
+    assert!(
+        gone < 6,
+        "some visitor ids keep sessions: {gone} of 6 lost all"
+    );
     // Sessions pruned get events again: they start anew on the pruned
     // store, so only those of sessions still stored are sent to both.
     let kept: Vec<String> = later

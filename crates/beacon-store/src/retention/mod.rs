@@ -21,8 +21,8 @@
 //!   SQLite: the write lock), checks them again there, and logs them (see
 //!   `log.rs`); on PostgreSQL that commit does not wait for the disk, so
 //!   inserts wait only for the delete itself. Then their `rollup_session`
-//!   rows go, and their `rollup_seen` rows where the session is its own
-//!   visitor key (see below): on PostgreSQL in a transaction of their own
+//!   rows go, and the `rollup_seen` rows of the visitor keys no session
+//!   can reach any more (see below): on PostgreSQL in a transaction of their own
 //!   that inserts do not wait for. No rollup pass reads those rows: a pass
 //!   reads the sessions of the events it folds, and these have none.
 //!
@@ -43,8 +43,14 @@
 //! on PostgreSQL; on SQLite a reused session id starts with no rows, since
 //! they were deleted with the session): those rows are deleted with the
 //! session. A key shared by several sessions (a visitor id) can get events
-//! while any of its sessions remains or can still be started: its rows are
-//! kept. `rollup_session` rows are per session and read only when the
+//! while any of its sessions remains or can still be started: its rows go
+//! once its day is over (a visitor id is computed with the salt of the day
+//! a session starts on; pruning whole days at least a day old) and no
+//! stored session has it, asked through the index `sessions_visitor_id`.
+//! (A session stored with old timestamps but started today, from a
+//! tracker's queue replayed late, can be pruned while its visitor id is
+//! today's: should the same visitor start another session today, ranges
+//! spanning both would count them twice.) `rollup_session` rows are per session and read only when the
 //! session gets events: deleted with it.
 //!
 //! **Forgetting** erases one session by token: its events and its row, and
@@ -157,9 +163,15 @@ fn exclude_inserts(conn: &mut Conn<'_>) -> Result<(), StoreError> {
 }
 
 /// Deletes the rollup rows of deleted sessions that no longer serve: their
-/// `rollup_session` rows, and the `rollup_seen` rows of the keys that were
-/// their own (no event can reach those now).
-fn drop_rollup_rows(conn: &mut Conn<'_>, targets: &[Target]) -> Result<(), StoreError> {
+/// `rollup_session` rows, the `rollup_seen` rows of the keys that were
+/// their own (no event can reach those now), and, when `visitor_ids_closed`
+/// (no session can be started with their visitor ids any more), those of
+/// their visitor ids that no stored session has left.
+fn drop_rollup_rows(
+    conn: &mut Conn<'_>,
+    targets: &[Target],
+    visitor_ids_closed: bool,
+) -> Result<(), StoreError> {
     if targets.is_empty() {
         return Ok(());
     }
@@ -185,7 +197,37 @@ fn drop_rollup_rows(conn: &mut Conn<'_>, targets: &[Target]) -> Result<(), Store
             &[],
         )?;
     }
+    let mut shared: Vec<i64> = targets
+        .iter()
+        .filter(|t| t.visitor != t.id)
+        .map(|t| t.visitor)
+        .collect();
+    shared.sort_unstable();
+    shared.dedup();
+    if visitor_ids_closed && !shared.is_empty() {
+        // Through the partial index `sessions_visitor_id`.
+        conn.execute(
+            &format!(
+                "DELETE FROM rollup_seen WHERE visitor IN ({}) AND NOT EXISTS \
+                 (SELECT 1 FROM sessions s WHERE s.visitor_id = rollup_seen.visitor)",
+                int_list(&shared)
+            ),
+            &[],
+        )?;
+    }
     Ok(())
+}
+
+/// Whether no session can be started any more with the visitor id of a
+/// session that started before `before_us`: a visitor id is computed with
+/// the salt of the UTC day its session starts on, so once that day is over
+/// (with a day's margin for instances' clocks), no new session gets it.
+fn visitor_ids_closed(before_us: i64, now: DateTime<Utc>) -> bool {
+    let today = now
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map_or(i64::MIN, |t| t.and_utc().timestamp_micros());
+    before_us <= today.saturating_sub(86_400_000_000)
 }
 
 impl Store {
@@ -240,7 +282,8 @@ impl Store {
                 &[Param::Int(target.id)],
             )?;
             log::log_deleted(conn, &[target.id], now)?;
-            drop_rollup_rows(conn, &[target])?;
+            // What the rollups hold for it is taken out above, row by row.
+            drop_rollup_rows(conn, &[target], false)?;
             log::trim(conn, now)?;
             Ok(Some(Forgotten {
                 events: events as u64,

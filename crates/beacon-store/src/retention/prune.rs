@@ -6,7 +6,7 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::BigInt;
 use diesel::QueryableByName;
 
-use super::{drop_rollup_rows, exclude_inserts, int_list, log, Pruned, Target};
+use super::{drop_rollup_rows, exclude_inserts, int_list, log, visitor_ids_closed, Pruned, Target};
 use crate::read::{Conn, Param};
 use crate::rollup::VISITOR_KEY;
 use crate::{Backend, Store, StoreError};
@@ -246,6 +246,7 @@ impl Store {
         }
         let ids: Vec<i64> = dead.iter().map(|t| t.id).collect();
         let sqlite = self.backend() == Backend::Sqlite;
+        let closed = visitor_ids_closed(run.before_us, now);
         let deleted = self.write_transaction(|conn| {
             exclude_inserts(conn)?;
             if let Conn::Pg(c) = conn {
@@ -258,7 +259,7 @@ impl Store {
             if sqlite {
                 // One write lock: a reused session id (SQLite) never
                 // meets a leftover row.
-                drop_rollup_rows(conn, &gone(&dead, &deleted))?;
+                drop_rollup_rows(conn, &gone(&dead, &deleted), closed)?;
             }
             Ok(deleted)
         })?;
@@ -266,7 +267,7 @@ impl Store {
             // After the commit: inserts do not wait for these (ids are
             // never reused on PostgreSQL; a crash in between leaves rows
             // no pass reads).
-            self.write_transaction(|conn| drop_rollup_rows(conn, &gone(&dead, &deleted)))?;
+            self.write_transaction(|conn| drop_rollup_rows(conn, &gone(&dead, &deleted), closed))?;
         }
         run.deleted.sessions += deleted.len() as u64;
         Ok(())
