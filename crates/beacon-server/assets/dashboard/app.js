@@ -59,9 +59,15 @@
 
   class Unauthorized extends Error {}
 
+  // Reads in flight; signing out aborts them, so that none comes back
+  // refused (a 401 in the console) after the cookie is gone.
+  let reads = new AbortController();
+
   async function api(path, params) {
     const url = params ? `${path}?${new URLSearchParams(params)}` : path;
-    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const response = await fetch(url, {
+      credentials: "same-origin", headers: { Accept: "application/json" }, signal: reads.signal,
+    });
     if (response.status === 401) throw new Unauthorized("unauthorized");
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
@@ -162,6 +168,9 @@
   });
 
   $("signout").addEventListener("click", async () => {
+    stopLive();
+    reads.abort();
+    reads = new AbortController();
     try {
       await fetch("auth/signout", { method: "POST", credentials: "same-origin" });
     } catch {
@@ -179,6 +188,7 @@
   }
 
   function handle(error, target) {
+    if (error.name === "AbortError") return; // signing out
     if (error instanceof Unauthorized) return showSignIn("Your sign-in has ended: enter the read token again.");
     $(target).textContent = error.message;
   }
