@@ -59,6 +59,8 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/beacon-bench.XXXXXX")
 DATABASES=()
 SERVER_PID=
 CLK_TCK=$(getconf CLK_TCK)
+# shellcheck source=bench/cpu.sh
+source "$ROOT/bench/cpu.sh"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() {
@@ -130,23 +132,6 @@ new_pg_db() {
 # scenarios and be counted in their PostgreSQL CPU and their tail.
 drop_pg_db() {
     ((KEEP)) || psql "$BENCH_PG/postgres" -qAtc "DROP DATABASE IF EXISTS \"${DATABASES[-1]}\" WITH (FORCE)" >/dev/null
-}
-
-# utime + stime of a process, in clock ticks.
-ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-
-# CPU ticks of every PostgreSQL process, as "pid ticks" lines.
-pg_ticks() {
-    local pid
-    for pid in $(pgrep -x postgres || true); do
-        echo "$pid $(ticks "$pid")"
-    done
-}
-
-# Ticks PostgreSQL used between two pg_ticks snapshots (new processes from 0).
-pg_ticks_diff() {
-    awk 'NR == FNR { before[$1] = $2; next } { total += $2 - before[$1] } END { print total + 0 }' \
-        "$1" "$2"
 }
 
 start_server() { # url, flags...

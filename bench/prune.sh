@@ -57,19 +57,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# CPU ticks of every PostgreSQL process, one "pid ticks" line each; the
-# difference of two counts only processes alive at the end (a backend that
-# exits in between, like the prune's, takes its ticks with it).
-pg_snapshot() {
-    local pid
-    for pid in $(pgrep -x postgres || true); do echo "$pid $(ticks "$pid")"; done
-}
-pg_since() {
-    awk 'NR == FNR { start[$1] = $2; next }
-         { d = $2 - (($1 in start) ? start[$1] : 0); if (d > 0) total += d }
-         END { print total + 0 }' <(echo "$1") <(pg_snapshot)
-}
+# shellcheck source=bench/cpu.sh
+source "$ROOT/bench/cpu.sh"
 
 psql "$BENCH_PG/postgres" -qAtc "CREATE DATABASE \"$DB\"" >/dev/null
 PORT=$((30000 + RANDOM % 5000))
@@ -85,12 +74,12 @@ done
 window() {
     local name=$1 cpu0 pg0 cpu1 pg out
     cpu0=$(ticks "$SERVER")
-    pg0=$(pg_snapshot)
+    pg0=$(pg_ticks)
     # shellcheck disable=SC2086
     out=$("$LOADGEN" --url "http://127.0.0.1:$PORT/track" --connections "$CONNECTIONS" \
         --duration "$DURATION" --run-id "p$$-$name" ${LOADGEN_FLAGS:-})
     cpu1=$(ticks "$SERVER")
-    pg=$(pg_since "$pg0")
+    pg=$(pg_ticks_diff <(echo "$pg0") <(pg_ticks))
     field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$out"; }
     awk -v n="$name" -v e="$(field events_acked)" -v eps="$(field events_per_s)" \
         -v p99="$(field p99_ms)" -v max="$(field max_ms)" -v c=$((cpu1 - cpu0)) -v p="$pg" \

@@ -49,12 +49,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-pg_ticks() {
-    local total=0 pid
-    for pid in $(pgrep -x postgres || true); do total=$((total + $(ticks "$pid"))); done
-    echo "$total"
-}
+# shellcheck source=bench/cpu.sh
+source "$ROOT/bench/cpu.sh"
 
 psql "$BENCH_PG/postgres" -qAtc "CREATE DATABASE \"$DB\"" >/dev/null
 PORT=$((30000 + RANDOM % 5000))
@@ -89,7 +85,7 @@ SERVER=
 field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$out"; }
 stored=$(psql "$URL" -qAtc "SELECT count(*) FROM events")
 awk -v n="$NAME" -v e="$(field events_acked)" -v eps="$(field events_per_s)" \
-    -v p99="$(field p99_ms)" -v max="$(field max_ms)" -v c=$((cpu1 - cpu0)) -v p=$((pg1 - pg0)) -v s="$stored" \
+    -v p99="$(field p99_ms)" -v max="$(field max_ms)" -v c=$((cpu1 - cpu0)) -v p="$(pg_ticks_diff <(echo "$pg0") <(echo "$pg1"))" -v s="$stored" \
     -v tx="${tx:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN {
     printf "%-20s %8.0f events/s  p99 %6.2f ms  max %7.1f ms  server %5.1f us/event  postgres %5.1f us/event  %5.1f events/commit  acked %d stored %d\n",
         n, eps, p99, max, e ? 1e6 * c / hz / e : 0, e ? 1e6 * p / hz / e : 0, tx ? e / tx : 0, e, s }'

@@ -213,27 +213,26 @@ result() {
 # CPU per acknowledged event of the server, redis-server, every PostgreSQL
 # process and the load generator, between a `cpu_mark` and now.
 CLK_TCK=$(getconf CLK_TCK)
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-pg_ticks() {
-    local total=0 pid
-    for pid in $(pgrep -x postgres || true); do total=$((total + $(ticks "$pid"))); done
-    echo "$total"
+# shellcheck source=bench/cpu.sh
+source "$ROOT/bench/cpu.sh"
+cpu_mark() { # into $TMP/mark: server and redis ticks, then the pg_ticks lines
+    { echo "$(ticks "$SERVER_PID") $(ticks "$REDIS_PID")" && pg_ticks; } >"$TMP/mark"
 }
-cpu_mark() { echo "$(ticks "$SERVER_PID") $(ticks "$REDIS_PID") $(pg_ticks)"; }
-cpu_per_event() { # MARK ACKED LOADGEN_CPU_S
-    local before after
-    read -ra before <<<"$1"
-    read -ra after <<<"$(cpu_mark)"
-    awk -v a="$2" -v s=$((after[0] - before[0])) -v r=$((after[1] - before[1])) -v g=$((after[2] - before[2])) \
-        -v l="$3" -v t="$CLK_TCK" 'BEGIN { if (a > 0) printf "CPU us/event: server %.1f, redis %.1f, postgres %.1f, loadgen %.1f", \
+cpu_per_event() { # ACKED LOADGEN_CPU_S
+    local before after pg
+    read -ra before <"$TMP/mark"
+    after=("$(ticks "$SERVER_PID")" "$(ticks "$REDIS_PID")")
+    pg=$(pg_ticks_diff <(tail -n +2 "$TMP/mark") <(pg_ticks))
+    awk -v a="$1" -v s=$((after[0] - before[0])) -v r=$((after[1] - before[1])) -v g="$pg" \
+        -v l="$2" -v t="$CLK_TCK" 'BEGIN { if (a > 0) printf "CPU us/event: server %.1f, redis %.1f, postgres %.1f, loadgen %.1f", \
             s * 1e6 / t / a, r * 1e6 / t / a, g * 1e6 / t / a, l * 1e6 / a }'
 }
 
 # ------------------------------------------------ peaks (closed loop) -----
 start direct
-mark=$(cpu_mark)
+cpu_mark
 out=$(load d --duration "$DURATION")
-cpu=$(cpu_per_event "$mark" "$(field "$out" events_acked)" "$(field "$out" loadgen_cpu_s)")
+cpu=$(cpu_per_event "$(field "$out" events_acked)" "$(field "$out" loadgen_cpu_s)")
 DIRECT_RPS=$(field "$out" req_per_s)
 DIRECT_EPS=$(field "$out" events_per_s)
 result "D1-direct-peak" "$out" - "$cpu; $(verify "$(field "$out" events_acked)" direct)"
@@ -241,13 +240,13 @@ stop
 
 start buffered --buffered
 t0=$(now)
-mark=$(cpu_mark)
+cpu_mark
 out=$(load b --duration "$DURATION")
 backlog=$(metric beacon_buffer_backlog_events)
 secs=$(drain)
 acked=$(field "$out" events_acked)
 # Until drained: the drain's work is the buffered path's too.
-cpu=$(cpu_per_event "$mark" "$acked" "$(field "$out" loadgen_cpu_s)")
+cpu=$(cpu_per_event "$acked" "$(field "$out" loadgen_cpu_s)")
 BUF_RPS=$(field "$out" req_per_s)
 sustained=$(awk -v n="$acked" -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.0f", n / (b - a) }')
 result "B1-buffered-peak" "$out" "$backlog" "drained in ${secs}s; stored/s over run+drain $sustained; $cpu; $(verify "$acked" buffered)"
@@ -261,11 +260,11 @@ stop
 start accept --buffered
 sleep 1
 BACKENDS=$(psql "$BENCH_PG/postgres" -qAtc "SELECT pid FROM pg_stat_activity WHERE datname = '${DATABASES[-1]}'")
-mark=$(cpu_mark)
+cpu_mark
 # shellcheck disable=SC2086 # one pid per word
 kill -STOP $BACKENDS
 out=$(load a --duration "$DURATION")
-cpu=$(cpu_per_event "$mark" "$(field "$out" events_acked)" "$(field "$out" loadgen_cpu_s)")
+cpu=$(cpu_per_event "$(field "$out" events_acked)" "$(field "$out" loadgen_cpu_s)")
 # shellcheck disable=SC2086
 kill -CONT $BACKENDS
 backlog=$(metric beacon_buffer_backlog_events)
