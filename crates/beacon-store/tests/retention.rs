@@ -764,7 +764,10 @@ fn pruning_sessions_of_shared_visitors_keeps_counting_them_exactly(store: &Store
     for visitor in [-9, -5, -4, -3, -2, -1_i64] {
         let rows = seen
             .iter()
-            .filter(|l| l.starts_with(&format!("seen {visitor} ")))
+            .filter(|l| {
+                l.starts_with(&format!("seen {visitor} "))
+                    || l.starts_with(&format!("profile {visitor} "))
+            })
             .count();
         if remaining.contains(&visitor) {
             assert!(

@@ -21,7 +21,7 @@
 //!   SQLite: the write lock), checks them again there, and logs them (see
 //!   `log.rs`); on PostgreSQL that commit does not wait for the disk, so
 //!   inserts wait only for the delete itself. Then their `rollup_session`
-//!   rows go, and the `rollup_seen` rows of the visitor keys no session
+//!   rows go, and the `rollup_seen`/`rollup_seen_profile` rows of the visitor keys no session
 //!   can reach any more (see below): on PostgreSQL in a transaction of their own
 //!   that inserts do not wait for. No rollup pass reads those rows: a pass
 //!   reads the sessions of the events it folds, and these have none.
@@ -30,8 +30,9 @@
 //! its day: events before it may be gone, and the rollups of earlier days
 //! are the only record of them.
 //!
-//! **Which rollup rows may go.** `rollup_seen` remembers, per visitor key,
-//! item and quarter, where the key was seen; a pass reads a key's rows to
+//! **Which rollup rows may go.** `rollup_seen` (and `rollup_seen_profile`
+//! for the session dimensions) remembers, per visitor key, item and
+//! quarter, where the key was seen; a pass reads a key's rows to
 //! place the `prev` of the visitor units that new events of the key add
 //! (rollup module docs). Deleting the rows of a key that can still get
 //! events would break that: a later event's unit would get `prev = -1`
@@ -162,8 +163,11 @@ fn exclude_inserts(conn: &mut Conn<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The tables that remember where a visitor key was seen, by key.
+const SEEN_TABLES: [&str; 2] = ["rollup_seen", "rollup_seen_profile"];
+
 /// Deletes the rollup rows of deleted sessions that no longer serve: their
-/// `rollup_session` rows, the `rollup_seen` rows of the keys that were
+/// `rollup_session` rows, the [`SEEN_TABLES`] rows of the keys that were
 /// their own (no event can reach those now), and, when `visitor_ids_closed`
 /// (no session can be started with their visitor ids any more), those of
 /// their visitor ids that no stored session has left.
@@ -189,13 +193,12 @@ fn drop_rollup_rows(
         .map(|t| t.id)
         .collect();
     if !own.is_empty() {
-        conn.execute(
-            &format!(
-                "DELETE FROM rollup_seen WHERE visitor IN ({})",
-                int_list(&own)
-            ),
-            &[],
-        )?;
+        for table in SEEN_TABLES {
+            conn.execute(
+                &format!("DELETE FROM {table} WHERE visitor IN ({})", int_list(&own)),
+                &[],
+            )?;
+        }
     }
     let mut shared: Vec<i64> = targets
         .iter()
@@ -206,14 +209,16 @@ fn drop_rollup_rows(
     shared.dedup();
     if visitor_ids_closed && !shared.is_empty() {
         // Through the partial index `sessions_visitor_id`.
-        conn.execute(
-            &format!(
-                "DELETE FROM rollup_seen WHERE visitor IN ({}) AND NOT EXISTS \
-                 (SELECT 1 FROM sessions s WHERE s.visitor_id = rollup_seen.visitor)",
-                int_list(&shared)
-            ),
-            &[],
-        )?;
+        for table in SEEN_TABLES {
+            conn.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE visitor IN ({}) AND NOT EXISTS \
+                     (SELECT 1 FROM sessions s WHERE s.visitor_id = {table}.visitor)",
+                    int_list(&shared)
+                ),
+                &[],
+            )?;
+        }
     }
     Ok(())
 }

@@ -20,8 +20,9 @@ use diesel::sql_types::BigInt;
 use diesel::QueryableByName;
 
 use super::plan::{
-    facts, pass_sessions_sql, plan, profiles, sightings, visitor_units, PassSession, PendingEvent,
-    Plan, SeenRow, StatsDelta, VisitorKey,
+    facts, pass_sessions_sql, plan, profile_sightings, profiles, seen_profiles_sql, sightings,
+    visitor_units, PassSession, PendingEvent, Plan, SeenProfileRow, SeenRow, SessionItems,
+    StatsDelta, VisitorKey,
 };
 use super::units::{quarter_of, Dim, Grain};
 use super::{postgres, sqlite, PENDING_COLUMNS, VISITOR_KEY};
@@ -50,8 +51,11 @@ struct Count {
     n: i64,
 }
 
-/// Quarters per (dimension, item).
+/// Quarters per (dimension, item), the session dimensions' included.
 type Quarters = BTreeMap<(Dim, String), BTreeSet<i64>>;
+
+/// Rows of `rollup_seen_profile` of one visitor key: (items, quarter).
+type ProfileRows = BTreeSet<(SessionItems, i64)>;
 
 /// Makes the forget's transaction exclude rollup passes, so that what is
 /// folded in stays as [`undo`] reads it. On PostgreSQL: the watermark row,
@@ -77,6 +81,8 @@ pub(crate) struct Undo {
     plan: Plan,
     /// `rollup_seen` quarters of the key to delete, per (dimension, item).
     gone: Vec<((Dim, String), Vec<i64>)>,
+    /// `rollup_seen_profile` rows of the key to delete.
+    gone_profiles: Vec<(SessionItems, i64)>,
 }
 
 /// Computes what the rollups hold for session `session` (of visitor key
@@ -108,7 +114,7 @@ pub(crate) fn undo(conn: &mut Conn<'_>, session: i64, visitor: i64) -> Result<Un
         &format!("SELECT {PENDING_COLUMNS} FROM events WHERE session_id = ? AND id <= ?"),
         &[Param::Int(session), Param::Int(watermark.last_event_id)],
     )?;
-    let added = plan(&facts(&events, &profiles), vec![], vec![]);
+    let added = plan(&facts(&events, &profiles), vec![], vec![], vec![]);
     undo.counts = added.counts.into_iter().map(|(k, n)| (k, -n)).collect();
     for (quarter, d) in added.stats {
         let delta = StatsDelta {
@@ -136,8 +142,9 @@ pub(crate) fn undo(conn: &mut Conn<'_>, session: i64, visitor: i64) -> Result<Un
 
     // The visitor units of its key: from what the rollups hold to what
     // remains without it.
-    let held = held_quarters(conn, visitor)?;
-    let kept = kept_quarters(conn, session, visitor, &held, &watermark)?;
+    let (held, held_profiles) = held_quarters(conn, visitor)?;
+    let (kept, kept_profiles) =
+        kept_quarters(conn, session, visitor, &held, &held_profiles, &watermark)?;
     let mut gone = vec![];
     for (key, old) in &held {
         let new = kept.get(key).cloned().unwrap_or_default();
@@ -158,12 +165,14 @@ pub(crate) fn undo(conn: &mut Conn<'_>, session: i64, visitor: i64) -> Result<Un
         }
         gone.push((key.clone(), old.difference(&new).copied().collect()));
     }
+    let gone_profiles = held_profiles.difference(&kept_profiles).cloned().collect();
     undo.drop_zeros();
     Ok(Undo {
         session,
         visitor,
         plan: undo,
         gone,
+        gone_profiles,
     })
 }
 
@@ -188,6 +197,15 @@ pub(crate) fn apply(conn: &mut Conn<'_>, undo: &Undo) -> Result<(), StoreError> 
             ],
         )?;
     }
+    for (items, quarter) in &undo.gone_profiles {
+        let mut params = vec![Param::Int(undo.visitor), Param::Int(*quarter)];
+        params.extend(items.0.iter().map(|i| Param::Text(i.clone())));
+        conn.execute(
+            "DELETE FROM rollup_seen_profile WHERE visitor = ? AND quarter = ? AND country = ? \
+             AND region = ? AND city = ? AND browser = ? AND os = ? AND device = ?",
+            &params,
+        )?;
+    }
     conn.execute(
         "DELETE FROM rollup_session WHERE session_id = ?",
         &[Param::Int(undo.session)],
@@ -195,8 +213,9 @@ pub(crate) fn apply(conn: &mut Conn<'_>, undo: &Undo) -> Result<(), StoreError> 
     delete_zero_rows(conn, &undo.plan)
 }
 
-/// The quarters `rollup_seen` holds for a visitor key.
-fn held_quarters(conn: &mut Conn<'_>, visitor: i64) -> Result<Quarters, StoreError> {
+/// The quarters `rollup_seen` and `rollup_seen_profile` hold for a visitor
+/// key, and the latter's rows.
+fn held_quarters(conn: &mut Conn<'_>, visitor: i64) -> Result<(Quarters, ProfileRows), StoreError> {
     let rows: Vec<SeenRow> = conn.load(
         "SELECT visitor, dim, item, quarter FROM rollup_seen WHERE visitor = ?",
         &[Param::Int(visitor)],
@@ -208,19 +227,33 @@ fn held_quarters(conn: &mut Conn<'_>, visitor: i64) -> Result<Quarters, StoreErr
             held.entry((dim, row.item)).or_default().insert(row.quarter);
         }
     }
-    Ok(held)
+    let rows: Vec<SeenProfileRow> =
+        conn.load(&seen_profiles_sql("visitor = ?"), &[Param::Int(visitor)])?;
+    let mut profiles = ProfileRows::new();
+    for row in rows {
+        let (_, items, quarter) = row.into_parts();
+        for (dim, item) in items.items() {
+            held.entry((dim, item.to_owned()))
+                .or_default()
+                .insert(quarter);
+        }
+        profiles.insert((items, quarter));
+    }
+    Ok((held, profiles))
 }
 
 /// The quarters that remain for a visitor key without `session`: those of
 /// its other sessions' folded events, and, before the pruning boundary,
-/// those the rollups hold when another session shares the key.
+/// those the rollups hold when another session shares the key; and the
+/// `rollup_seen_profile` rows that remain likewise.
 fn kept_quarters(
     conn: &mut Conn<'_>,
     session: i64,
     visitor: i64,
     held: &Quarters,
+    held_profiles: &ProfileRows,
     watermark: &Watermark,
-) -> Result<Quarters, StoreError> {
+) -> Result<(Quarters, ProfileRows), StoreError> {
     let others = conn
         .load::<Count>(
             &format!("SELECT COUNT(*) AS n FROM sessions s WHERE {VISITOR_KEY} = ? AND s.id <> ?"),
@@ -229,8 +262,9 @@ fn kept_quarters(
         .pop()
         .map_or(0, |c| c.n);
     let mut kept = Quarters::new();
+    let mut kept_profiles = ProfileRows::new();
     if others == 0 {
-        return Ok(kept);
+        return Ok((kept, kept_profiles));
     }
     let boundary = quarter_of(watermark.pruned_before);
     for (key, quarters) in held {
@@ -239,6 +273,12 @@ fn kept_quarters(
             kept.insert(key.clone(), before);
         }
     }
+    kept_profiles.extend(
+        held_profiles
+            .iter()
+            .filter(|(_, quarter)| *quarter < boundary)
+            .cloned(),
+    );
     let sessions: Vec<PassSession> = conn.load(
         &pass_sessions_sql(&format!("{VISITOR_KEY} = ? AND s.id <> ?")),
         &[Param::Int(visitor), Param::Int(session)],
@@ -263,7 +303,12 @@ fn kept_quarters(
             .or_default()
             .extend(quarters);
     }
-    Ok(kept)
+    kept_profiles.extend(
+        profile_sightings(&facts)
+            .into_iter()
+            .map(|(items, quarter)| (items.clone(), quarter)),
+    );
+    Ok((kept, kept_profiles))
 }
 
 /// Integers as a SQL list (ids and quarters read from the database or

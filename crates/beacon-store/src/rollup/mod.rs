@@ -37,9 +37,12 @@
 //!   contribution last added for "sessions started" and "duration".
 //!
 //! `rollup_seen (visitor, dim, item, quarter)` remembers in which quarters
-//! each visitor was seen, so that an event arriving out of order (earlier
-//! than events already stored for its visitor) moves the `prev` of the
-//! later units correctly. On PostgreSQL a pass locks the watermark row
+//! each visitor was seen with each item of an event's own dimensions, and
+//! `rollup_seen_profile (visitor, quarter, country, …, device)` with each
+//! set of its session's items ([`plan::SessionItems`]: one row where one
+//! per session dimension would be six), so that an event arriving out of
+//! order (earlier than events already stored for its visitor) moves the
+//! `prev` of the later units correctly. On PostgreSQL a pass locks the watermark row
 //! first, so passes run one at a time (several instances may try at once).
 //! On SQLite, where a write holds the database's one write lock and every
 //! commit waits for it, a pass reads and computes on a snapshot first and
@@ -312,6 +315,7 @@ impl Store {
     pub fn rollup_fingerprint(&self) -> Result<Vec<String>, StoreError> {
         use diesel::RunQueryDsl;
         let sql = "SELECT 'seen ' || visitor || ' ' || dim || ' ' || item || ' ' || quarter AS line FROM rollup_seen
+            UNION ALL SELECT 'profile ' || visitor || ' ' || quarter || ' ' || country || '|' || region || '|' || city || '|' || browser || '|' || os || '|' || device FROM rollup_seen_profile
             UNION ALL SELECT 'count ' || grain || ' ' || dim || ' ' || unit || ' ' || item || ' ' || n FROM rollup_counts WHERE n <> 0
             UNION ALL SELECT 'visitors ' || grain || ' ' || dim || ' ' || unit || ' ' || item || ' ' || prev || ' ' || n FROM rollup_visitors WHERE n <> 0
             UNION ALL SELECT 'stats ' || quarter || ' ' || events || ' ' || page_views || ' ' || clicks || ' ' || sessions || ' ' || duration_us FROM rollup_stats WHERE events <> 0 OR sessions <> 0 OR duration_us <> 0

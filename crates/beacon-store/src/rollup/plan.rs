@@ -3,7 +3,7 @@
 //! rows to add. No database here; the backends read the inputs and write
 //! the [`Plan`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use beacon_model::EventKind;
 use diesel::sql_types::{BigInt, Bool, Nullable, SmallInt, Text};
@@ -80,12 +80,92 @@ pub(super) fn pass_sessions_sql(condition: &str) -> String {
     )
 }
 
+/// The items of a session's dimensions, in [`Dim::SESSION`] order, as a
+/// row of `rollup_seen_profile` holds them: an empty string for none.
+///
+/// A visitor's sightings with its session dimensions are stored as one row
+/// per quarter and such a set, rather than one `rollup_seen` row per
+/// dimension: most visitors are seen with one set only (their place and
+/// user agent), so this writes one row where a row per dimension would be
+/// six. The items a row
+/// stands for are those of [`SessionItems::items`]; rows of dimensions 4
+/// to 9 in `rollup_seen`, written before, mean what they meant and are
+/// read alongside.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct SessionItems(pub(super) [String; 6]);
+
+impl SessionItems {
+    /// Each (dimension, item) it has.
+    pub(super) fn items(&self) -> impl Iterator<Item = (Dim, &str)> {
+        Dim::SESSION
+            .into_iter()
+            .zip(&self.0)
+            .filter(|(_, item)| !item.is_empty())
+            .map(|(dim, item)| (dim, item.as_str()))
+    }
+
+    /// True when it has no item (a session without enrichment): such a
+    /// set is not stored.
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(String::is_empty)
+    }
+}
+
+/// The columns of `rollup_seen_profile` that hold a [`SessionItems`], in
+/// its order.
+pub(super) const SESSION_ITEM_COLUMNS: &str = "country, region, city, browser, os, device";
+
+/// A row of `rollup_seen_profile`, as read.
+#[derive(QueryableByName, Debug)]
+pub(super) struct SeenProfileRow {
+    #[diesel(sql_type = BigInt)]
+    visitor: i64,
+    #[diesel(sql_type = BigInt)]
+    quarter: i64,
+    #[diesel(sql_type = Text)]
+    country: String,
+    #[diesel(sql_type = Text)]
+    region: String,
+    #[diesel(sql_type = Text)]
+    city: String,
+    #[diesel(sql_type = Text)]
+    browser: String,
+    #[diesel(sql_type = Text)]
+    os: String,
+    #[diesel(sql_type = Text)]
+    device: String,
+}
+
+impl SeenProfileRow {
+    /// Its visitor, items and quarter.
+    pub(super) fn into_parts(self) -> (i64, SessionItems, i64) {
+        let items = [
+            self.country,
+            self.region,
+            self.city,
+            self.browser,
+            self.os,
+            self.device,
+        ];
+        (self.visitor, SessionItems(items), self.quarter)
+    }
+}
+
+/// The statement that reads the [`SeenProfileRow`]s of the visitors a
+/// condition on `visitor` picks.
+pub(super) fn seen_profiles_sql(condition: &str) -> String {
+    format!(
+        "SELECT visitor, quarter, {SESSION_ITEM_COLUMNS} FROM rollup_seen_profile \
+         WHERE {condition}"
+    )
+}
+
 /// What the rollups take from a session that is not a bot's: its visitor
 /// key, and the items of its session dimensions ([`Dim::of_session`]).
 #[derive(Debug)]
 pub(super) struct Profile {
     visitor: i64,
-    items: Vec<(Dim, String)>,
+    items: SessionItems,
 }
 
 /// A column's value, an empty one being as good as none (as in the
@@ -103,23 +183,20 @@ pub(super) fn profiles(sessions: &[PassSession]) -> HashMap<i64, Profile> {
         .filter(|s| !s.bot)
         .map(|s| {
             let country = known(&s.country);
+            let place = |name: &Option<String>| known(name).map(|n| place_item(country, n));
+            let own = |value: &Option<String>| known(value).map(str::to_owned);
             let items = [
-                (Dim::Country, country.map(str::to_owned)),
-                (
-                    Dim::Region,
-                    known(&s.region).map(|r| place_item(country, r)),
-                ),
-                (Dim::City, known(&s.city).map(|c| place_item(country, c))),
-                (Dim::Browser, known(&s.browser).map(str::to_owned)),
-                (Dim::Os, known(&s.os).map(str::to_owned)),
-                (Dim::Device, known(&s.device).map(str::to_owned)),
+                own(&s.country),
+                place(&s.region),
+                place(&s.city),
+                own(&s.browser),
+                own(&s.os),
+                own(&s.device),
             ]
-            .into_iter()
-            .filter_map(|(dim, item)| Some((dim, item?)))
-            .collect();
+            .map(Option::unwrap_or_default);
             let profile = Profile {
                 visitor: s.visitor,
-                items,
+                items: SessionItems(items),
             };
             (s.id, profile)
         })
@@ -135,9 +212,11 @@ pub(super) struct Fact<'a> {
     quarter: i64,
     visit: bool,
     click: bool,
-    /// (dimension, item) pairs seen (visitors); counted as
-    /// [`counted`] says.
+    /// (dimension, item) pairs of the event's own dimensions seen
+    /// (visitors); counted as [`counted`] says.
     items: Vec<(Dim, &'a str)>,
+    /// The items of its session's dimensions, seen and counted likewise.
+    profile: &'a SessionItems,
 }
 
 /// Whether an item of `dim` is counted in `rollup_counts` for an event:
@@ -176,7 +255,6 @@ pub(super) fn facts<'a>(
             if click {
                 items.push((Dim::Click, e.label.as_deref().unwrap_or(UNKNOWN_LABEL)));
             }
-            items.extend(profile.items.iter().map(|(d, i)| (*d, i.as_str())));
             Some(Fact {
                 session_id: e.session_id,
                 visitor: profile.visitor,
@@ -184,20 +262,32 @@ pub(super) fn facts<'a>(
                 visit,
                 click,
                 items,
+                profile: &profile.items,
             })
         })
         .collect()
 }
 
-/// The quarters in which `facts` were seen with each (dimension, item).
+/// The quarters in which `facts` were seen with each (dimension, item),
+/// the items of their sessions' dimensions included.
 pub(super) fn sightings<'a>(facts: &[Fact<'a>]) -> BTreeMap<(Dim, &'a str), BTreeSet<i64>> {
     let mut out: BTreeMap<(Dim, &str), BTreeSet<i64>> = BTreeMap::new();
     for f in facts {
-        for &(dim, item) in &f.items {
+        for (dim, item) in f.items.iter().copied().chain(f.profile.items()) {
             out.entry((dim, item)).or_default().insert(f.quarter);
         }
     }
     out
+}
+
+/// Each set of session items `facts` were seen with, and the quarter: the
+/// `rollup_seen_profile` rows they stand for.
+pub(super) fn profile_sightings<'a>(facts: &[Fact<'a>]) -> BTreeSet<(&'a SessionItems, i64)> {
+    facts
+        .iter()
+        .filter(|f| !f.profile.is_empty())
+        .map(|f| (f.profile, f.quarter))
+        .collect()
 }
 
 /// The distinct visitor keys of `facts`, sorted.
@@ -253,6 +343,15 @@ pub(super) struct Seen {
     pub(super) dim: Dim,
     pub(super) item: String,
     pub(super) quarter: i64,
+}
+
+/// A row to add to `rollup_seen_profile`: a visitor was seen with a set of
+/// session items in a quarter. Fields in key order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct SeenProfile {
+    pub(super) visitor: i64,
+    pub(super) quarter: i64,
+    pub(super) items: SessionItems,
 }
 
 /// The key of a `rollup_counts` row, in key order.
@@ -319,6 +418,7 @@ pub(super) struct SessionRollup {
 #[derive(Default, Debug)]
 pub(super) struct Plan {
     pub(super) seen: BTreeSet<Seen>,
+    pub(super) seen_profiles: BTreeSet<SeenProfile>,
     pub(super) counts: BTreeMap<CountKey, i64>,
     pub(super) visitors: BTreeMap<VisitorKey, i64>,
     /// By quarter.
@@ -394,10 +494,17 @@ struct Added {
 }
 
 /// Computes the changes of one batch from its facts, the quarters already
-/// seen for its visitors, and its sessions' spans (those of [`spans`]).
-pub(super) fn plan(facts: &[Fact<'_>], seen: Vec<SeenRow>, spans: Vec<SessionSpan>) -> Plan {
+/// seen for its visitors (`rollup_seen` and `rollup_seen_profile` rows),
+/// and its sessions' spans (those of [`spans`]).
+pub(super) fn plan(
+    facts: &[Fact<'_>],
+    seen: Vec<SeenRow>,
+    seen_profiles: Vec<SeenProfileRow>,
+    spans: Vec<SessionSpan>,
+) -> Plan {
     let mut plan = Plan::default();
     let mut new_seen: BTreeMap<(i64, Dim, &str), BTreeSet<i64>> = BTreeMap::new();
+    let mut new_profiles: BTreeSet<(i64, &SessionItems, i64)> = BTreeSet::new();
     let mut added: HashMap<i64, Added> = HashMap::new();
     for f in facts {
         let delta = StatsDelta {
@@ -416,9 +523,27 @@ pub(super) fn plan(facts: &[Fact<'_>], seen: Vec<SeenRow>, spans: Vec<SessionSpa
                 .or_default()
                 .insert(f.quarter);
         }
+        for (dim, item) in f.profile.items() {
+            if counted(dim, f.visit) {
+                plan.count(dim, f.quarter, item, 1);
+            }
+        }
+        if !f.profile.is_empty() {
+            new_profiles.insert((f.visitor, f.profile, f.quarter));
+        }
         let a = added.entry(f.session_id).or_default();
         a.events += 1;
         a.page_views += i64::from(f.visit);
+    }
+    // The session items' sightings, once per visitor, set and quarter
+    // rather than per event.
+    for &(visitor, items, quarter) in &new_profiles {
+        for (dim, item) in items.items() {
+            new_seen
+                .entry((visitor, dim, item))
+                .or_default()
+                .insert(quarter);
+        }
     }
 
     let mut old_seen: HashMap<(i64, Dim, &str), BTreeSet<i64>> = HashMap::new();
@@ -432,6 +557,20 @@ pub(super) fn plan(facts: &[Fact<'_>], seen: Vec<SeenRow>, spans: Vec<SessionSpa
             old_seen.entry(key).or_default().insert(row.quarter);
         }
     }
+    let held_profiles: Vec<(i64, SessionItems, i64)> = seen_profiles
+        .into_iter()
+        .map(SeenProfileRow::into_parts)
+        .collect();
+    let mut old_profiles: HashSet<(i64, &SessionItems, i64)> = HashSet::new();
+    for (visitor, items, quarter) in &held_profiles {
+        old_profiles.insert((*visitor, items, *quarter));
+        for (dim, item) in items.items() {
+            let key = (*visitor, dim, item);
+            if new_seen.contains_key(&key) {
+                old_seen.entry(key).or_default().insert(*quarter);
+            }
+        }
+    }
     for (key, quarters) in new_seen {
         let (visitor, dim, item) = key;
         let old = old_seen.remove(&key).unwrap_or_default();
@@ -440,7 +579,8 @@ pub(super) fn plan(facts: &[Fact<'_>], seen: Vec<SeenRow>, spans: Vec<SessionSpa
         }
         let mut merged = old.clone();
         for &quarter in &quarters {
-            if merged.insert(quarter) {
+            // The session dimensions' sightings are stored as sets, below.
+            if merged.insert(quarter) && !dim.of_session() {
                 plan.seen.insert(Seen {
                     visitor,
                     dim,
@@ -460,6 +600,15 @@ pub(super) fn plan(facts: &[Fact<'_>], seen: Vec<SeenRow>, spans: Vec<SessionSpa
                 };
                 *plan.visitors.entry(key).or_default() += sign;
             }
+        }
+    }
+    for (visitor, items, quarter) in new_profiles {
+        if !old_profiles.contains(&(visitor, items, quarter)) {
+            plan.seen_profiles.insert(SeenProfile {
+                visitor,
+                quarter,
+                items: items.clone(),
+            });
         }
     }
 

@@ -8,8 +8,8 @@ use diesel::sql_types::{Array, BigInt, SmallInt, Text};
 use diesel::{sql_query, Connection, QueryResult, RunQueryDsl};
 
 use super::plan::{
-    facts, pass_sessions_sql, plan, profiles, session_bounds, spans, visitors_of, PassSession,
-    PendingEvent, Plan, SeenRow,
+    facts, pass_sessions_sql, plan, profiles, seen_profiles_sql, session_bounds, spans,
+    visitors_of, PassSession, PendingEvent, Plan, SeenProfileRow, SeenRow, SESSION_ITEM_COLUMNS,
 };
 use super::{
     pass_end, Cut, Id, MaybeTime, RollupProgress, EARLIEST_SQL, PENDING_COLUMNS, ROLL_UP_ALL_PASS,
@@ -80,11 +80,15 @@ fn apply(conn: &mut PgConnection, events: &[PendingEvent]) -> QueryResult<()> {
     if facts.is_empty() {
         return Ok(());
     }
+    let visitors = visitors_of(&facts);
     let seen: Vec<SeenRow> =
         sql_query("SELECT visitor, dim, item, quarter FROM rollup_seen WHERE visitor = ANY($1)")
-            .bind::<Array<BigInt>, _>(visitors_of(&facts))
+            .bind::<Array<BigInt>, _>(&visitors)
             .load(conn)?;
-    write_plan(conn, &plan(&facts, seen, spans(&sessions)))
+    let seen_profiles: Vec<SeenProfileRow> = sql_query(seen_profiles_sql("visitor = ANY($1)"))
+        .bind::<Array<BigInt>, _>(&visitors)
+        .load(conn)?;
+    write_plan(conn, &plan(&facts, seen, seen_profiles, spans(&sessions)))
 }
 
 /// Writes a plan, one statement per table, rows in key order.
@@ -100,6 +104,24 @@ pub(super) fn write_plan(conn: &mut PgConnection, plan: &Plan) -> QueryResult<()
         .bind::<Array<SmallInt>, _>(column(&rows, |r| r.dim.stored()))
         .bind::<Array<Text>, _>(column(&rows, |r| r.item.as_str()))
         .bind::<Array<BigInt>, _>(column(&rows, |r| r.quarter))
+        .execute(conn)?;
+    }
+    if !plan.seen_profiles.is_empty() {
+        let rows: Vec<_> = plan.seen_profiles.iter().collect();
+        let item = |i: usize| column(&rows, move |r| r.items.0[i].as_str());
+        sql_query(format!(
+            "INSERT INTO rollup_seen_profile (visitor, quarter, {SESSION_ITEM_COLUMNS}) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
+             $5::text[], $6::text[], $7::text[], $8::text[]) ON CONFLICT DO NOTHING"
+        ))
+        .bind::<Array<BigInt>, _>(column(&rows, |r| r.visitor))
+        .bind::<Array<BigInt>, _>(column(&rows, |r| r.quarter))
+        .bind::<Array<Text>, _>(item(0))
+        .bind::<Array<Text>, _>(item(1))
+        .bind::<Array<Text>, _>(item(2))
+        .bind::<Array<Text>, _>(item(3))
+        .bind::<Array<Text>, _>(item(4))
+        .bind::<Array<Text>, _>(item(5))
         .execute(conn)?;
     }
     if !plan.counts.is_empty() {
@@ -253,5 +275,5 @@ pub(super) fn rebuild(conn: &mut PgConnection) -> QueryResult<()> {
     // call: VACUUM refuses to run in the implicit transaction of a
     // multi-statement string).
     conn.batch_execute("VACUUM (ANALYZE) rollup_counts, rollup_visitors")?;
-    conn.batch_execute("ANALYZE rollup_seen, rollup_session, rollup_stats")
+    conn.batch_execute("ANALYZE rollup_seen, rollup_seen_profile, rollup_session, rollup_stats")
 }

@@ -16,14 +16,17 @@
 -- Bots' sessions are in no rollup. Dimensions: 0 any event, 1 page, 2
 -- referrer, 3 click label; of the session: 4 country, 5 region, 6 city,
 -- 7 browser, 8 OS, 9 device (items of every event of the session, counts
--- of its page views).
+-- of its page views; where a visitor was seen with them is in
+-- `rollup_seen_profile`, one row per set of items and quarter, and in
+-- `rollup_seen` rows of these dimensions written before that table).
 DELETE FROM rollup_seen WHERE quarter >= :cut;
+DELETE FROM rollup_seen_profile WHERE quarter >= :cut;
 DELETE FROM rollup_counts WHERE (grain = 0 AND unit >= :cut) OR (grain = 1 AND unit >= :first_day);
 DELETE FROM rollup_visitors WHERE (grain = 0 AND unit >= :cut) OR (grain = 1 AND unit >= :first_day);
 DELETE FROM rollup_session WHERE quarter >= :cut;
 DELETE FROM rollup_stats WHERE quarter >= :cut;
 
--- Three temporary tables, dropped at the end (a failed rebuild rolls
+-- Four temporary tables, dropped at the end (a failed rebuild rolls
 -- back their creation with the rest).
 
 -- Per session and quarter: its events, page views and clicks.
@@ -77,7 +80,18 @@ INSERT INTO rollup_seen (visitor, dim, item, quarter)
 SELECT visitor, dim, item, quarter FROM rebuild_facts;
 INSERT INTO rollup_seen (visitor, dim, item, quarter)
 SELECT DISTINCT v.visitor, i.dim, i.item, v.quarter
-FROM rebuild_sq v JOIN rebuild_items i ON i.session_id = v.session_id;
+FROM rebuild_sq v JOIN rebuild_items i ON i.session_id = v.session_id
+WHERE i.dim = 0;
+-- The items as plan.rs's `profiles` makes them: none is empty.
+INSERT INTO rollup_seen_profile (visitor, quarter, country, region, city, browser, os, device)
+SELECT DISTINCT v.visitor, v.quarter,
+       COALESCE(s.country, ''),
+       CASE WHEN s.region <> '' THEN COALESCE(s.country, '') || :sep || s.region ELSE '' END,
+       CASE WHEN s.city <> '' THEN COALESCE(s.country, '') || :sep || s.city ELSE '' END,
+       COALESCE(s.browser, ''), COALESCE(s.os, ''), COALESCE(s.device, '')
+FROM rebuild_sq v JOIN sessions s ON s.id = v.session_id
+WHERE s.country <> '' OR s.region <> '' OR s.city <> '' OR s.browser <> '' OR s.os <> ''
+   OR s.device <> '';
 
 INSERT INTO rollup_counts (grain, dim, unit, item, n)
 SELECT 0, dim, quarter, item, SUM(n) FROM rebuild_facts GROUP BY dim, quarter, item;
@@ -109,11 +123,32 @@ GROUP BY quarter;
 INSERT INTO rollup_counts (grain, dim, unit, item, n)
 SELECT 1, dim, unit / 96, item, SUM(n) FROM rollup_counts WHERE grain = 0 AND unit >= :day_cut
 GROUP BY dim, unit / 96, item;
+-- Every sighting, kept and recomputed, per visitor, dimension, item and
+-- quarter: those of `rollup_seen_profile` spread over their dimensions.
+CREATE TEMP TABLE rebuild_seen AS
+SELECT visitor, dim, item, quarter FROM rollup_seen
+UNION
+SELECT visitor, dim, item, quarter FROM (
+    SELECT p.visitor, d.dim, p.quarter,
+           CASE d.dim
+               WHEN 4 THEN p.country
+               WHEN 5 THEN p.region
+               WHEN 6 THEN p.city
+               WHEN 7 THEN p.browser
+               WHEN 8 THEN p.os
+               ELSE p.device
+           END AS item
+    FROM rollup_seen_profile p
+    CROSS JOIN (SELECT 4 AS dim UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7
+                UNION ALL SELECT 8 UNION ALL SELECT 9) d
+) p
+WHERE item <> '';
+
 INSERT INTO rollup_visitors (grain, dim, unit, item, prev, n)
 SELECT 0, dim, quarter, item, prev, COUNT(*) FROM (
     SELECT dim, item, quarter,
            COALESCE(LAG(quarter) OVER (PARTITION BY visitor, dim, item ORDER BY quarter), -1) AS prev
-    FROM rollup_seen
+    FROM rebuild_seen
 ) s
 WHERE quarter >= :cut
 GROUP BY dim, quarter, item, prev;
@@ -121,7 +156,7 @@ INSERT INTO rollup_visitors (grain, dim, unit, item, prev, n)
 SELECT 1, dim, quarter / 96, item, prev, COUNT(*) FROM (
     SELECT dim, item, quarter,
            COALESCE(LAG(quarter) OVER (PARTITION BY visitor, dim, item ORDER BY quarter), -1) AS prev
-    FROM rollup_seen
+    FROM rebuild_seen
 ) s
 WHERE quarter >= :day_cut AND prev < (quarter / 96) * 96
 GROUP BY dim, quarter / 96, item, prev;
@@ -129,3 +164,4 @@ GROUP BY dim, quarter / 96, item, prev;
 DROP TABLE rebuild_sq;
 DROP TABLE rebuild_facts;
 DROP TABLE rebuild_items;
+DROP TABLE rebuild_seen;

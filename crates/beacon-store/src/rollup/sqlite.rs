@@ -11,8 +11,9 @@ use diesel::{sql_query, Connection, QueryResult, RunQueryDsl};
 use serde_json::{json, Value};
 
 use super::plan::{
-    facts, pass_sessions_sql, plan, profiles, session_bounds, spans, visitors_of, widen,
-    PassSession, PendingEvent, Plan, SeenRow, SessionBounds,
+    facts, pass_sessions_sql, plan, profiles, seen_profiles_sql, session_bounds, spans,
+    visitors_of, widen, PassSession, PendingEvent, Plan, SeenProfileRow, SeenRow, SessionBounds,
+    SESSION_ITEM_COLUMNS,
 };
 use super::{
     pass_end, Cut, Id, MaybeTime, EARLIEST_SQL, PENDING_COLUMNS, ROLL_UP_ALL_PASS, SETTLED_MAX_SQL,
@@ -111,18 +112,24 @@ fn fold(
     widen(&mut sessions, &bounds);
     let profiles = profiles(&sessions);
     let facts = facts(events, &profiles);
-    let seen: Vec<SeenRow> = if facts.is_empty() {
-        Vec::new()
+    let (seen, seen_profiles): (Vec<SeenRow>, Vec<SeenProfileRow>) = if facts.is_empty() {
+        (Vec::new(), Vec::new())
     } else {
         let visitors = json_rows(visitors_of(&facts).into_iter().map(|v| json!(v)));
-        sql_query(
+        let seen = sql_query(
             "SELECT visitor, dim, item, quarter FROM rollup_seen \
              WHERE visitor IN (SELECT value FROM json_each(?))",
         )
         .bind::<Text, _>(&visitors)
-        .load(conn)?
+        .load(conn)?;
+        let seen_profiles = sql_query(seen_profiles_sql(
+            "visitor IN (SELECT value FROM json_each(?))",
+        ))
+        .bind::<Text, _>(&visitors)
+        .load(conn)?;
+        (seen, seen_profiles)
     };
-    let plan = plan(&facts, seen, spans(&sessions));
+    let plan = plan(&facts, seen, seen_profiles, spans(&sessions));
     Ok((bounds, plan))
 }
 
@@ -182,6 +189,20 @@ pub(super) fn write_plan(conn: &mut SqliteConnection, plan: &Plan) -> QueryResul
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?) \
              WHERE true ON CONFLICT DO NOTHING",
         )
+        .bind::<Text, _>(json_rows(rows))
+        .execute(conn)?;
+    }
+    if !plan.seen_profiles.is_empty() {
+        let rows = plan.seen_profiles.iter().map(|r| {
+            let [country, region, city, browser, os, device] = &r.items.0;
+            json!([r.visitor, r.quarter, country, region, city, browser, os, device])
+        });
+        sql_query(format!(
+            "INSERT INTO rollup_seen_profile (visitor, quarter, {SESSION_ITEM_COLUMNS}) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+             value ->> 5, value ->> 6, value ->> 7 FROM json_each(?) \
+             WHERE true ON CONFLICT DO NOTHING"
+        ))
         .bind::<Text, _>(json_rows(rows))
         .execute(conn)?;
     }

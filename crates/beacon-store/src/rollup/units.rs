@@ -96,6 +96,17 @@ impl Dim {
         Self::Device,
     ];
 
+    /// The session dimensions, in the order of the columns of
+    /// `rollup_seen_profile` (see [`Dim::of_session`]).
+    pub(crate) const SESSION: [Self; 6] = [
+        Self::Country,
+        Self::Region,
+        Self::City,
+        Self::Browser,
+        Self::Os,
+        Self::Device,
+    ];
+
     /// The value of the `dim` column.
     pub(crate) const fn stored(self) -> i16 {
         match self {

@@ -96,7 +96,7 @@ fn a_new_session_adds_counts_stats_and_its_first_visitor_units() {
     let facts = facts(&events, &profiles);
     let first = events[0].occurred_at;
     let last = events[1].occurred_at;
-    let plan = plan(&facts, vec![], vec![span(7, first, last, None)]);
+    let plan = plan(&facts, vec![], vec![], vec![span(7, first, last, None)]);
 
     assert_eq!(
         plan.stats.get(&100),
@@ -158,7 +158,7 @@ fn a_late_event_moves_the_prev_of_the_units_after_it() {
         quarter: 10,
     }];
     let events = [event(1, "heartbeat", 5)];
-    let plan = plan(&facts(&events, &own(&events)), seen, vec![]);
+    let plan = plan(&facts(&events, &own(&events)), seen, vec![], vec![]);
     assert_eq!(
         visitors(&plan, Dim::All),
         vec![
@@ -181,7 +181,7 @@ fn quarters_already_seen_add_no_visitor_units() {
         quarter: 10,
     }];
     let events = [event(1, "heartbeat", 10)];
-    let plan = plan(&facts(&events, &own(&events)), seen, vec![]);
+    let plan = plan(&facts(&events, &own(&events)), seen, vec![], vec![]);
     assert!(plan.visitors.is_empty());
     assert!(plan.seen.is_empty());
     assert_eq!(plan.stats.get(&10).map(|s| s.events), Some(1));
@@ -194,7 +194,7 @@ fn a_session_that_starts_earlier_moves_its_start_and_duration() {
     // in quarter 19 and ends where it did.
     let spans = vec![span(4, q(19), q(20) + 100, Some((20, 100)))];
     let events = [event(4, "heartbeat", 19)];
-    let plan = plan(&facts(&events, &own(&events)), vec![], spans);
+    let plan = plan(&facts(&events, &own(&events)), vec![], vec![], spans);
     assert_eq!(
         plan.stats.get(&20),
         Some(&StatsDelta {
@@ -211,7 +211,7 @@ fn a_session_that_starts_earlier_moves_its_start_and_duration() {
 #[test]
 fn an_unchanged_session_without_new_events_is_left_alone() {
     let spans = vec![span(4, 20 * Q, 20 * Q + 100, Some((20, 100)))];
-    let plan = plan(&[], vec![], spans);
+    let plan = plan(&[], vec![], vec![], spans);
     assert!(plan.sessions.is_empty());
     assert!(plan.stats.is_empty());
 }
@@ -286,7 +286,7 @@ fn sessions_of_one_visitor_count_once_and_bots_not_at_all() {
     let facts = facts(&events, &profiles);
     assert_eq!(facts.len(), 2, "the bot's event is left out");
     assert_eq!(visitors_of(&facts), vec![visitor]);
-    let plan = plan(&facts, vec![], spans(&sessions));
+    let plan = plan(&facts, vec![], vec![], spans(&sessions));
     assert_eq!(
         visitors(&plan, Dim::All),
         vec![(Grain::Quarter, 10, -1, 1), (Grain::Day, 0, -1, 1)],
@@ -322,8 +322,9 @@ fn session_dimensions_see_every_event_and_count_page_views() {
         (Dim::Browser, "Firefox"),
         (Dim::Device, "desktop"),
     ];
-    assert_eq!(&facts[1].items[1..], &of_session[..], "an empty OS is none");
-    let plan = plan(&facts, vec![], spans(&sessions));
+    let items: Vec<(Dim, &str)> = facts[1].profile.items().collect();
+    assert_eq!(items, of_session, "an empty OS is none");
+    let plan = plan(&facts, vec![], vec![], spans(&sessions));
     let count = |dim, unit: i64, item: &str| {
         let key = CountKey {
             grain: Grain::Quarter,
@@ -348,6 +349,120 @@ fn session_dimensions_see_every_event_and_count_page_views() {
         ],
         "seen with every event"
     );
+}
+
+/// A session with every session dimension but the OS, of visitor `visitor`.
+fn profiled(id: i64, visitor: i64, country: &str) -> PassSession {
+    PassSession {
+        visitor,
+        country: Some(country.to_owned()),
+        city: Some("Springfield".to_owned()),
+        browser: Some("Firefox".to_owned()),
+        device: Some("desktop".to_owned()),
+        ..session(id)
+    }
+}
+
+fn profile_row(visitor: i64, quarter: i64, items: &SessionItems) -> SeenProfileRow {
+    let [country, region, city, browser, os, device] = items.0.clone();
+    SeenProfileRow {
+        visitor,
+        quarter,
+        country,
+        region,
+        city,
+        browser,
+        os,
+        device,
+    }
+}
+
+#[test]
+fn session_items_are_seen_as_one_row_per_visitor_and_quarter() {
+    let sessions = vec![profiled(5, -9, "US"), profiled(6, -9, "US")];
+    let events = [
+        event(5, "visit", 10),
+        event(5, "click", 10),
+        event(6, "visit", 10),
+        event(6, "heartbeat", 11),
+    ];
+    let profiles = profiles(&sessions);
+    let plan = plan(&facts(&events, &profiles), vec![], vec![], spans(&sessions));
+    let rows: Vec<(i64, i64)> = plan
+        .seen_profiles
+        .iter()
+        .map(|r| (r.visitor, r.quarter))
+        .collect();
+    assert_eq!(rows, vec![(-9, 10), (-9, 11)], "two tabs, one visitor");
+    let items = &plan.seen_profiles.first().unwrap().items;
+    let city = place_item(Some("US"), "Springfield");
+    assert_eq!(items.0, ["US", "", city.as_str(), "Firefox", "", "desktop"]);
+    assert!(
+        plan.seen.iter().all(|r| !r.dim.of_session()),
+        "no rollup_seen row of a session dimension"
+    );
+    assert_eq!(
+        visitors(&plan, Dim::Country),
+        vec![
+            (Grain::Quarter, 10, -1, 1),
+            (Grain::Quarter, 11, 10, 1),
+            (Grain::Day, 0, -1, 1)
+        ]
+    );
+}
+
+#[test]
+fn sightings_held_either_way_are_not_counted_again() {
+    let sessions = vec![profiled(5, -9, "US")];
+    let events = [event(5, "visit", 10), event(5, "heartbeat", 12)];
+    let profiles = profiles(&sessions);
+    let facts = facts(&events, &profiles);
+    let items = facts[0].profile.clone();
+    // Quarter 10 as a set of items; quarter 12's country as a row of its
+    // own dimension, as passes wrote it before `rollup_seen_profile`.
+    let held = vec![profile_row(-9, 10, &items)];
+    let legacy = vec![SeenRow {
+        visitor: -9,
+        dim: Dim::Country.stored(),
+        item: "US".to_owned(),
+        quarter: 12,
+    }];
+    let plan = plan(&facts, legacy, held, vec![]);
+    let rows: Vec<i64> = plan.seen_profiles.iter().map(|r| r.quarter).collect();
+    assert_eq!(rows, vec![12], "quarter 10's set is held already");
+    assert_eq!(
+        visitors(&plan, Dim::Country),
+        vec![],
+        "both quarters were counted already"
+    );
+    assert_eq!(
+        visitors(&plan, Dim::Browser),
+        vec![(Grain::Quarter, 12, 10, 1)],
+        "the browser was seen in quarter 10 only"
+    );
+}
+
+#[test]
+fn a_visitor_seen_with_two_sets_counts_once_per_item() {
+    // Two sessions of one visitor id placed in two countries (a GeoIP
+    // file replaced between them), in one quarter.
+    let sessions = vec![profiled(5, -9, "US"), profiled(6, -9, "CA")];
+    let events = [event(5, "visit", 10), event(6, "visit", 10)];
+    let profiles = profiles(&sessions);
+    let plan = plan(&facts(&events, &profiles), vec![], vec![], vec![]);
+    assert_eq!(plan.seen_profiles.len(), 2);
+    assert_eq!(
+        visitors(&plan, Dim::Browser).len(),
+        2,
+        "quarter and day, once"
+    );
+    let countries: Vec<String> = plan
+        .visitors
+        .keys()
+        .filter(|k| k.dim == Dim::Country && k.grain == Grain::Quarter)
+        .map(|k| k.item.clone())
+        .collect();
+    assert_eq!(countries, vec!["CA", "US"]);
 }
 
 #[test]
