@@ -87,10 +87,9 @@ pub(super) fn pass_sessions_sql(condition: &str) -> String {
 /// per quarter and such a set, rather than one `rollup_seen` row per
 /// dimension: most visitors are seen with one set only (their place and
 /// user agent), so this writes one row where a row per dimension would be
-/// six. The items a row
-/// stands for are those of [`SessionItems::items`]; rows of dimensions 4
-/// to 9 in `rollup_seen`, written before, mean what they meant and are
-/// read alongside.
+/// six. The items a row stands for are those of [`SessionItems::items`];
+/// rows of dimensions 4 to 9 in `rollup_seen`, written before, mean what
+/// they meant and are read alongside.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct SessionItems(pub(super) [String; 6]);
 
