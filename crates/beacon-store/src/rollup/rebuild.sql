@@ -123,45 +123,62 @@ GROUP BY quarter;
 INSERT INTO rollup_counts (grain, dim, unit, item, n)
 SELECT 1, dim, unit / 96, item, SUM(n) FROM rollup_counts WHERE grain = 0 AND unit >= :day_cut
 GROUP BY dim, unit / 96, item;
--- Every sighting, kept and recomputed, per visitor, dimension, item and
--- quarter: those of `rollup_seen_profile` spread over their dimensions.
-CREATE TEMP TABLE rebuild_seen AS
-SELECT visitor, dim, item, quarter FROM rollup_seen
-UNION
-SELECT visitor, dim, item, quarter FROM (
-    SELECT p.visitor, d.dim, p.quarter,
-           CASE d.dim
-               WHEN 4 THEN p.country
-               WHEN 5 THEN p.region
-               WHEN 6 THEN p.city
-               WHEN 7 THEN p.browser
-               WHEN 8 THEN p.os
-               ELSE p.device
-           END AS item
-    FROM rollup_seen_profile p
-    CROSS JOIN (SELECT 4 AS dim UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7
-                UNION ALL SELECT 8 UNION ALL SELECT 9) d
-) p
-WHERE item <> '';
+-- The visitor units of the session dimensions' sightings, kept and
+-- recomputed, per visitor, dimension, item and quarter, with the last
+-- quarter before: the rows of `rollup_seen_profile` spread over their
+-- dimensions, and `rollup_seen` rows of these dimensions written before
+-- that table (once each: UNION).
+CREATE TEMP TABLE rebuild_session_units AS
+SELECT dim, item, quarter,
+       COALESCE(LAG(quarter) OVER (PARTITION BY visitor, dim, item ORDER BY quarter), -1) AS prev
+FROM (
+    SELECT visitor, dim, item, quarter FROM rollup_seen WHERE dim BETWEEN 4 AND 9
+    UNION
+    SELECT visitor, dim, item, quarter FROM (
+        SELECT p.visitor, d.dim, p.quarter,
+               CASE d.dim
+                   WHEN 4 THEN p.country
+                   WHEN 5 THEN p.region
+                   WHEN 6 THEN p.city
+                   WHEN 7 THEN p.browser
+                   WHEN 8 THEN p.os
+                   ELSE p.device
+               END AS item
+        FROM rollup_seen_profile p
+        CROSS JOIN (SELECT 4 AS dim UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7
+                    UNION ALL SELECT 8 UNION ALL SELECT 9) d
+    ) p
+    WHERE item <> ''
+) u;
 
+-- Visitor units: those of the event dimensions' sightings (read in the
+-- key's order, no sort), then those above.
 INSERT INTO rollup_visitors (grain, dim, unit, item, prev, n)
 SELECT 0, dim, quarter, item, prev, COUNT(*) FROM (
     SELECT dim, item, quarter,
            COALESCE(LAG(quarter) OVER (PARTITION BY visitor, dim, item ORDER BY quarter), -1) AS prev
-    FROM rebuild_seen
+    FROM rollup_seen WHERE dim NOT BETWEEN 4 AND 9
 ) s
+WHERE quarter >= :cut
+GROUP BY dim, quarter, item, prev;
+INSERT INTO rollup_visitors (grain, dim, unit, item, prev, n)
+SELECT 0, dim, quarter, item, prev, COUNT(*) FROM rebuild_session_units
 WHERE quarter >= :cut
 GROUP BY dim, quarter, item, prev;
 INSERT INTO rollup_visitors (grain, dim, unit, item, prev, n)
 SELECT 1, dim, quarter / 96, item, prev, COUNT(*) FROM (
     SELECT dim, item, quarter,
            COALESCE(LAG(quarter) OVER (PARTITION BY visitor, dim, item ORDER BY quarter), -1) AS prev
-    FROM rebuild_seen
+    FROM rollup_seen WHERE dim NOT BETWEEN 4 AND 9
 ) s
+WHERE quarter >= :day_cut AND prev < (quarter / 96) * 96
+GROUP BY dim, quarter / 96, item, prev;
+INSERT INTO rollup_visitors (grain, dim, unit, item, prev, n)
+SELECT 1, dim, quarter / 96, item, prev, COUNT(*) FROM rebuild_session_units
 WHERE quarter >= :day_cut AND prev < (quarter / 96) * 96
 GROUP BY dim, quarter / 96, item, prev;
 
 DROP TABLE rebuild_sq;
 DROP TABLE rebuild_facts;
 DROP TABLE rebuild_items;
-DROP TABLE rebuild_seen;
+DROP TABLE rebuild_session_units;
