@@ -126,11 +126,8 @@ impl Dim {
     /// True for the dimensions that describe a session (place, browser,
     /// system, device) rather than an event: every event of the session
     /// carries the item (visitors), and its page views are counted.
-    pub(crate) const fn of_session(self) -> bool {
-        matches!(
-            self,
-            Self::Country | Self::Region | Self::City | Self::Browser | Self::Os | Self::Device
-        )
+    pub(crate) fn of_session(self) -> bool {
+        Self::SESSION.contains(&self)
     }
 
     /// The dimension a `dim` column holds (`None` for a value this version
