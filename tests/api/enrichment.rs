@@ -69,6 +69,17 @@ async fn session(app: &TestApp, token: &str) -> Option<SessionRow> {
         .unwrap()
 }
 
+/// How many events `/events` lists for a session.
+async fn stored_events(app: &TestApp, token: &str) -> usize {
+    let page: Value = app
+        .get(&format!("/events?session={token}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["events"].as_array().unwrap().len()
+}
+
 async fn post(app: &TestApp, body: String, headers: &[(&str, &str)]) -> reqwest::Response {
     let mut request = app.client.post(format!("{}/track", app.address)).body(body);
     for (name, value) in headers {
@@ -255,21 +266,6 @@ async fn kept_bots_are_stored_flagged(db: &TestDatabase) {
 /// with the session's token and a bot's user agent is still a bot's.
 async fn a_sessions_later_requests_keep_its_profile_and_a_bot_cannot_borrow_it(db: &TestDatabase) {
     let app = spawn_app(db);
-    let events = |app: &TestApp| {
-        let address = format!("{}/events?session=tab", app.address);
-        let client = app.client.clone();
-        async move {
-            let page: Value = client
-                .get(address)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            page["events"].as_array().unwrap().len()
-        }
-    };
     let click = |user_agent: &str| {
         json!({"type": "click", "sessionId": "tab", "url": "https://site.example/",
                "data": {"label": "x"}, "userAgent": user_agent})
@@ -281,14 +277,18 @@ async fn a_sessions_later_requests_keep_its_profile_and_a_bot_cannot_borrow_it(d
     assert!(first.visitor_id.is_some());
 
     assert_eq!(post(&app, click(GOOGLEBOT), &[]).await.status(), 200);
-    assert_eq!(events(&app).await, 1, "the bot's click is dropped");
+    assert_eq!(
+        stored_events(&app, "tab").await,
+        1,
+        "the bot's click is dropped"
+    );
     assert_eq!(
         metric(&app, "beacon_events_dropped_total{reason=\"bot\"} ").await,
         1.0
     );
 
     assert_eq!(post(&app, click(FIREFOX), &[]).await.status(), 200);
-    assert_eq!(events(&app).await, 2);
+    assert_eq!(stored_events(&app, "tab").await, 2);
     let later = session(&app, "tab").await.unwrap();
     assert_eq!(later.visitor_id, first.visitor_id);
     assert_eq!(later.browser, first.browser);
