@@ -21,10 +21,11 @@
 //!   SQLite: the write lock), checks them again there, and logs them (see
 //!   `log.rs`); on PostgreSQL that commit does not wait for the disk, so
 //!   inserts wait only for the delete itself. Then their `rollup_session`
-//!   rows go, and the `rollup_seen`/`rollup_seen_profile` rows of the visitor keys no session
-//!   can reach any more (see below): on PostgreSQL in a transaction of their own
-//!   that inserts do not wait for. No rollup pass reads those rows: a pass
-//!   reads the sessions of the events it folds, and these have none.
+//!   rows go, and the `rollup_seen` and `rollup_seen_profile` rows of the
+//!   visitor keys no session can reach any more (see below): on PostgreSQL
+//!   in a transaction of their own that inserts do not wait for. No rollup
+//!   pass reads those rows: a pass reads the sessions of the events it
+//!   folds, and these have none.
 //!
 //! Before its first delete a run raises `rollup_watermark.pruned_before` to
 //! its day: events before it may be gone, and the rollups of earlier days
@@ -51,8 +52,8 @@
 //! (A session stored with old timestamps but started today, from a
 //! tracker's queue replayed late, can be pruned while its visitor id is
 //! today's: should the same visitor start another session today, ranges
-//! spanning both would count them twice.) `rollup_session` rows are per session and read only when the
-//! session gets events: deleted with it.
+//! spanning both would count them twice.) `rollup_session` rows are per
+//! session and read only when the session gets events: deleted with it.
 //!
 //! **Forgetting** erases one session by token: its events and its row, and
 //! what the rollups hold for it (`rollup/forget.rs`), in one transaction
